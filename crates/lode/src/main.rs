@@ -1,0 +1,66 @@
+//! `lode`: one binary for every role in the network.
+//!
+//! Each role's subcommands live in their own module under `cmd/`.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cmd;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lode",
+    version,
+    about = "Lode: contribute idle compute, run verified WebAssembly jobs, earn auditable rewards.",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Identities: create, show and import did:key key files.
+    #[command(subcommand)]
+    Keys(cmd::keys::KeysCmd),
+    /// Run a work unit locally in the deterministic, metered sandbox.
+    #[command(subcommand)]
+    Sandbox(cmd::sandbox::SandboxCmd),
+    /// Contributor: run a node that connects to a gateway and earns rewards.
+    Node(cmd::node::NodeArgs),
+    /// Coordinator: run a gateway that schedules and verifies work.
+    Gateway(cmd::gateway::GatewayArgs),
+    /// Requester: submit and follow jobs.
+    #[command(subcommand)]
+    Job(cmd::job::JobCmd),
+    /// Balances, history, withdrawals and claim proofs.
+    #[command(subcommand)]
+    Wallet(cmd::wallet::WalletCmd),
+    /// Inspect and verify the ledger.
+    #[command(subcommand)]
+    Ledger(cmd::ledger::LedgerCmd),
+    /// Start a whole network on this machine.
+    Devnet(cmd::devnet::DevnetArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keys(c) => cmd::keys::run(c),
+        Command::Sandbox(c) => cmd::sandbox::run(c),
+        Command::Node(a) => cmd::node::run(a),
+        Command::Gateway(a) => cmd::gateway::run(a),
+        Command::Job(c) => cmd::job::run(c),
+        Command::Wallet(c) => cmd::wallet::run(c),
+        Command::Ledger(c) => cmd::ledger::run(c),
+        Command::Devnet(a) => cmd::devnet::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

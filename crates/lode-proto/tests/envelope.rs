@@ -31,7 +31,10 @@ fn key(n: u8) -> Keypair {
 }
 
 fn hello() -> Hello {
-    Hello { slots: 4, name: "node-a".into() }
+    Hello {
+        slots: 4,
+        name: "node-a".into(),
+    }
 }
 
 fn sealed() -> Envelope {
@@ -42,7 +45,10 @@ fn sealed() -> Envelope {
 fn round_trip_binary_and_json() {
     let env = sealed();
     let mut guard = ReplayGuard::default();
-    let opened = Envelope::from_bytes(&env.to_bytes()).unwrap().open::<Hello>(&mut guard, NOW).unwrap();
+    let opened = Envelope::from_bytes(&env.to_bytes())
+        .unwrap()
+        .open::<Hello>(&mut guard, NOW)
+        .unwrap();
     assert_eq!(opened.message, hello());
     assert_eq!(opened.signer, key(1).did());
     assert_eq!((opened.nonce, opened.timestamp_ms), (42, NOW));
@@ -59,26 +65,45 @@ fn tampered_payload_is_rejected() {
     for i in 0..env.payload.len() {
         let mut bad = env.clone();
         bad.payload[i] ^= 0x01;
-        let err = bad.open::<Hello>(&mut ReplayGuard::default(), NOW).unwrap_err();
-        assert!(matches!(err, VerifyError::BadSignature { .. }), "byte {i}: {err}");
+        let err = bad
+            .open::<Hello>(&mut ReplayGuard::default(), NOW)
+            .unwrap_err();
+        assert!(
+            matches!(err, VerifyError::BadSignature { .. }),
+            "byte {i}: {err}"
+        );
     }
     // Re-encoding a different message under the old signature fails too.
     let mut bad = env.clone();
     bad.payload = lode_proto::canonical::encode(&lode_proto::envelope::Payload {
         nonce: 42,
         timestamp_ms: NOW,
-        message: Hello { slots: 400, name: "node-a".into() },
+        message: Hello {
+            slots: 400,
+            name: "node-a".into(),
+        },
     })
     .unwrap();
-    assert!(matches!(bad.open_signed::<Hello>(), Err(VerifyError::BadSignature { .. })));
+    assert!(matches!(
+        bad.open_signed::<Hello>(),
+        Err(VerifyError::BadSignature { .. })
+    ));
 }
 
 #[test]
 fn wrong_signer_is_rejected() {
     let mut env = sealed();
     env.signer = key(2).did();
-    let err = env.open::<Hello>(&mut ReplayGuard::default(), NOW).unwrap_err();
-    assert_eq!(err, VerifyError::BadSignature { signer: key(2).did(), kind: Hello::KIND.into() });
+    let err = env
+        .open::<Hello>(&mut ReplayGuard::default(), NOW)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::BadSignature {
+            signer: key(2).did(),
+            kind: Hello::KIND.into()
+        }
+    );
 }
 
 #[test]
@@ -87,7 +112,13 @@ fn tampered_signature_is_rejected() {
     for i in [0, 31, 32, 63] {
         let mut bad = env.clone();
         bad.signature.0[i] ^= 0x80;
-        assert!(matches!(bad.open_signed::<Hello>(), Err(VerifyError::BadSignature { .. })), "byte {i}");
+        assert!(
+            matches!(
+                bad.open_signed::<Hello>(),
+                Err(VerifyError::BadSignature { .. })
+            ),
+            "byte {i}"
+        );
     }
 }
 
@@ -96,7 +127,13 @@ fn signature_moved_to_another_kind_is_rejected() {
     let env = sealed();
     // Receiver expecting Goodbye refuses a Hello outright...
     let err = env.open_signed::<Goodbye>().unwrap_err();
-    assert_eq!(err, VerifyError::UnexpectedKind { expected: Goodbye::KIND, found: Hello::KIND.into() });
+    assert_eq!(
+        err,
+        VerifyError::UnexpectedKind {
+            expected: Goodbye::KIND,
+            found: Hello::KIND.into()
+        }
+    );
     // ...and relabelling the envelope does not help: the signature is bound to the kind.
     let mut relabelled = env.clone();
     relabelled.kind = Goodbye::KIND.into();
@@ -110,11 +147,23 @@ fn replayed_nonce_is_rejected_but_fresh_nonce_accepted() {
     let env = sealed();
     env.open::<Hello>(&mut guard, NOW).unwrap();
     let err = env.open::<Hello>(&mut guard, NOW + 10).unwrap_err();
-    assert_eq!(err, VerifyError::Replayed { signer: key(1).did(), nonce: 42 });
+    assert_eq!(
+        err,
+        VerifyError::Replayed {
+            signer: key(1).did(),
+            nonce: 42
+        }
+    );
     // Same nonce from another signer is a different message.
-    Envelope::seal(&key(2), &hello(), 42, NOW).unwrap().open::<Hello>(&mut guard, NOW).unwrap();
+    Envelope::seal(&key(2), &hello(), 42, NOW)
+        .unwrap()
+        .open::<Hello>(&mut guard, NOW)
+        .unwrap();
     // A new nonce from the same signer is fine.
-    Envelope::seal(&key(1), &hello(), 43, NOW).unwrap().open::<Hello>(&mut guard, NOW).unwrap();
+    Envelope::seal(&key(1), &hello(), 43, NOW)
+        .unwrap()
+        .open::<Hello>(&mut guard, NOW)
+        .unwrap();
     assert_eq!(guard.len(), 3);
 }
 
@@ -124,16 +173,28 @@ fn stale_and_future_timestamps_are_rejected() {
     let old = Envelope::seal(&key(1), &hello(), 1, NOW - 60_001).unwrap();
     assert_eq!(
         old.open::<Hello>(&mut guard, NOW).unwrap_err(),
-        VerifyError::Stale { age_ms: 60_001, max_age_ms: 60_000 }
+        VerifyError::Stale {
+            age_ms: 60_001,
+            max_age_ms: 60_000
+        }
     );
     let future = Envelope::seal(&key(1), &hello(), 2, NOW + 5_001).unwrap();
     assert_eq!(
         future.open::<Hello>(&mut guard, NOW).unwrap_err(),
-        VerifyError::FromFuture { ahead_ms: 5_001, max_skew_ms: 5_000 }
+        VerifyError::FromFuture {
+            ahead_ms: 5_001,
+            max_skew_ms: 5_000
+        }
     );
     // Edges of the window are accepted.
-    Envelope::seal(&key(1), &hello(), 3, NOW - 60_000).unwrap().open::<Hello>(&mut guard, NOW).unwrap();
-    Envelope::seal(&key(1), &hello(), 4, NOW + 5_000).unwrap().open::<Hello>(&mut guard, NOW).unwrap();
+    Envelope::seal(&key(1), &hello(), 3, NOW - 60_000)
+        .unwrap()
+        .open::<Hello>(&mut guard, NOW)
+        .unwrap();
+    Envelope::seal(&key(1), &hello(), 4, NOW + 5_000)
+        .unwrap()
+        .open::<Hello>(&mut guard, NOW)
+        .unwrap();
     // Rejected messages were not recorded.
     assert_eq!(guard.len(), 2);
 }
@@ -142,17 +203,29 @@ fn stale_and_future_timestamps_are_rejected() {
 fn replay_memory_is_bounded_by_the_window() {
     let mut guard = ReplayGuard::new(1_000, 0, 10);
     for i in 0..10u64 {
-        Envelope::seal(&key(1), &hello(), i, NOW).unwrap().open::<Hello>(&mut guard, NOW).unwrap();
+        Envelope::seal(&key(1), &hello(), i, NOW)
+            .unwrap()
+            .open::<Hello>(&mut guard, NOW)
+            .unwrap();
     }
     // Full: a new message inside the window is refused, not silently accepted.
-    let err = Envelope::seal(&key(1), &hello(), 99, NOW).unwrap().open::<Hello>(&mut guard, NOW).unwrap_err();
+    let err = Envelope::seal(&key(1), &hello(), 99, NOW)
+        .unwrap()
+        .open::<Hello>(&mut guard, NOW)
+        .unwrap_err();
     assert_eq!(err, VerifyError::GuardFull { capacity: 10 });
     // Once the window has passed, old nonces are forgotten (their replays are stale anyway).
     let later = NOW + 2_000;
-    Envelope::seal(&key(1), &hello(), 100, later).unwrap().open::<Hello>(&mut guard, later).unwrap();
+    Envelope::seal(&key(1), &hello(), 100, later)
+        .unwrap()
+        .open::<Hello>(&mut guard, later)
+        .unwrap();
     assert_eq!(guard.len(), 1);
     let replay_of_old = Envelope::seal(&key(1), &hello(), 0, NOW).unwrap();
-    assert!(matches!(replay_of_old.open::<Hello>(&mut guard, later), Err(VerifyError::Stale { .. })));
+    assert!(matches!(
+        replay_of_old.open::<Hello>(&mut guard, later),
+        Err(VerifyError::Stale { .. })
+    ));
 }
 
 #[test]
@@ -166,7 +239,10 @@ fn truncated_envelopes_give_typed_errors() {
     }
     let mut longer = bytes.clone();
     longer.extend_from_slice(&[0, 0]);
-    assert_eq!(Envelope::from_bytes(&longer), Err(CanonicalError::TrailingBytes(2)));
+    assert_eq!(
+        Envelope::from_bytes(&longer),
+        Err(CanonicalError::TrailingBytes(2))
+    );
 }
 
 #[test]
@@ -180,7 +256,10 @@ fn payload_with_garbage_gives_decode_error() {
         payload,
         signer: kp.did(),
     };
-    assert!(matches!(env.open_signed::<Hello>(), Err(VerifyError::Decode(_))));
+    assert!(matches!(
+        env.open_signed::<Hello>(),
+        Err(VerifyError::Decode(_))
+    ));
 }
 
 fn did_strategy() -> impl Strategy<Value = Did> {

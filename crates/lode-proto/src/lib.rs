@@ -16,8 +16,10 @@ pub mod did;
 pub mod envelope;
 pub mod evm;
 pub mod hash;
+pub mod jobspec;
 pub mod keyfile;
 pub mod keys;
+pub mod wire;
 
 pub use canonical::CanonicalError;
 pub use did::{Did, DidError};

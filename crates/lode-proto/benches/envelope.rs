@@ -48,7 +48,7 @@ fn bench(c: &mut Criterion) {
             nonce = nonce.wrapping_add(1);
             let env = Envelope::from_bytes(&envs[(nonce % 1024) as usize]).unwrap();
             // Reset periodically so the guard does not reject replays of the 1024 fixtures.
-            if nonce % 1024 == 0 {
+            if nonce.is_multiple_of(1024) {
                 guard = ReplayGuard::new(u64::MAX / 4, 0, usize::MAX);
             }
             let _ = env.open::<ResultMsg>(&mut guard, now);

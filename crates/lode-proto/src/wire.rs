@@ -232,6 +232,70 @@ pub struct Assignment {
     pub deadline_ms: u64,
 }
 
+/// Gateway → node: answer to `NodeHello`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloResponse {
+    /// Sign this in a [`NodeAuth`] within `challenge_ttl_ms`.
+    pub challenge: [u8; 32],
+    /// The gateway's (validator's) identity.
+    pub gateway: Did,
+    pub challenge_ttl_ms: u64,
+    /// The gateway's clock, so the node can correct its envelope timestamps.
+    pub now_ms: u64,
+}
+
+/// Gateway → node: answer to `NodeAuth`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthResponse {
+    pub session: [u8; 16],
+    /// Longest a poll waits for work before answering empty.
+    pub poll_timeout_ms: u64,
+    /// A node silent for longer than this is considered gone and its leases re-issued.
+    pub heartbeat_timeout_ms: u64,
+}
+
+/// Gateway → node: answer to `NodePoll`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PollResponse {
+    /// Reports of the poll that were durably recorded (all of them, in order).
+    pub accepted: u32,
+    /// Reports refused, with the reason (e.g. unit not assigned to this node).
+    pub rejected: Vec<(UnitRef, String)>,
+    /// New work.
+    pub assignments: Vec<Assignment>,
+    /// Units this node holds that are no longer needed: stop them, report nothing.
+    pub cancel: Vec<UnitRef>,
+    pub now_ms: u64,
+}
+
+/// HTTP contract of the node channel (all paths relative to the gateway URL).
+///
+/// Requests and responses on `/v1/node/*` are binary: the request body is
+/// `Envelope::to_bytes()`, the response body is `canonical::encode` of the response
+/// type, both with content type [`BINARY_CONTENT_TYPE`]. Errors are JSON
+/// `{"error":{"code","message"}}` with a non-2xx status; code `unknown_session` means
+/// "say hello again".
+pub mod paths {
+    /// POST `Envelope<NodeHello>` → [`super::HelloResponse`].
+    pub const NODE_HELLO: &str = "/v1/node/hello";
+    /// POST `Envelope<NodeAuth>` → [`super::AuthResponse`].
+    pub const NODE_AUTH: &str = "/v1/node/auth";
+    /// POST `Envelope<NodePoll>` → [`super::PollResponse`] (long-poll).
+    pub const NODE_POLL: &str = "/v1/node/poll";
+    /// GET `/v1/modules/{sha256 hex}` → module bytes (re-hash them!).
+    /// PUT with header [`super::UPLOAD_HEADER`] = JSON `Envelope<UploadModule>` uploads.
+    pub const MODULES: &str = "/v1/modules";
+    /// POST JSON `Envelope<SubmitJob>` → `{"job": id, ...}`; GET `/v1/jobs/{id}` status,
+    /// GET `/v1/jobs/{id}/results`, POST `/v1/jobs/{id}/cancel` with JSON `Envelope<CancelJob>`.
+    pub const JOBS: &str = "/v1/jobs";
+}
+
+/// Content type of binary node-channel bodies.
+pub const BINARY_CONTENT_TYPE: &str = "application/x-lode-canonical";
+
+/// Header carrying the signed `UploadModule` envelope (JSON) of a module upload.
+pub const UPLOAD_HEADER: &str = "x-lode-envelope";
+
 /// Hex in human-readable formats (JSON), raw bytes in binary ones.
 pub mod bytes_hex {
     use serde::{Deserialize, Deserializer, Serializer};

@@ -21,9 +21,9 @@ use crate::evm::EvmAddress;
 use crate::hash::Hash32;
 use serde::{Deserialize, Serialize};
 
-/// A job is named by the SHA-256 of its signed submission payload (which includes the
-/// requester's nonce), so two identical specs submitted twice are two jobs, and a
-/// replayed submission maps to the same id.
+/// A job is named by 32 random bytes the requester chooses. The same id names the
+/// job's escrow on the ledger, which accepts an id once, ever: a replayed or
+/// duplicated submission cannot be charged twice.
 pub type JobId = Hash32;
 
 /// Index of a work unit inside its job (0-based, in submission order).
@@ -101,6 +101,12 @@ impl Default for Verification {
 /// Requester → gateway: submit a job. The requester is the envelope's signer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubmitJob {
+    /// Random, chosen by the requester.
+    pub job: JobId,
+    /// The ledger's `JobEscrow` entry for this job, signed by the requester
+    /// (`lode_ledger::Entry::sign`): locks `units × quorum × fuel limit × price`
+    /// from the requester's balance. Unspent escrow is refunded when the job ends.
+    pub escrow: crate::Envelope,
     pub name: String,
     pub engine: Engine,
     /// SHA-256 of a module already uploaded with [`UploadModule`].
@@ -174,6 +180,10 @@ impl Message for NodeHello {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeAuth {
     pub challenge: [u8; 32],
+    /// `lode_ledger::Entry::RegisterNode` envelope (`RegisterNode { chain, operator,
+    /// payout }` signed by the node key with `register_nonce`), when the hello
+    /// response asked for one.
+    pub register: Option<crate::Envelope>,
 }
 
 impl Message for NodeAuth {
@@ -237,6 +247,12 @@ pub struct Assignment {
 pub struct HelloResponse {
     /// Sign this in a [`NodeAuth`] within `challenge_ttl_ms`.
     pub challenge: [u8; 32],
+    /// The ledger's chain id (genesis block hash): signed ledger entries bind to it.
+    pub chain_id: Hash32,
+    /// `Some(nonce)`: the ledger does not (yet) record this node with the payout
+    /// address and operator of the hello; the node must put a `RegisterNode` ledger
+    /// entry signed with this nonce in its [`NodeAuth`].
+    pub register_nonce: Option<u64>,
     /// The gateway's (validator's) identity.
     pub gateway: Did,
     pub challenge_ttl_ms: u64,

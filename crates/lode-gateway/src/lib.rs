@@ -3,8 +3,193 @@
 //!
 //! This crate is the IO edge around the pure cores (`lode-sched`, the ledger
 //! state machine): HTTP, persistence, clocks and randomness live here.
+//! See `docs/design/lode-gateway.md`.
 
 pub mod api_error;
+pub mod core;
+pub mod db;
+pub mod devnet;
+pub mod http;
 pub mod metrics;
 pub mod modules;
+pub mod openapi;
 pub mod ratelimit;
+
+use lode_ledger::{Genesis, Ledger, LedgerConfig};
+use lode_proto::{KeyFile, Keypair};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use crate::core::{Core, CoreConfig};
+pub use crate::http::{App, HttpLimits};
+
+/// Why the gateway could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Key(#[from] lode_proto::KeyFileError),
+    #[error("ledger: {0}")]
+    Ledger(Box<lode_ledger::LedgerError>),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error(transparent)]
+    Modules(#[from] modules::ModuleStoreError),
+    #[error("scheduler configuration: {0}")]
+    Sched(String),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, std::io::Error),
+    #[error("recovery: {0}")]
+    Recovery(String),
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+impl From<lode_ledger::LedgerError> for GatewayError {
+    fn from(e: lode_ledger::LedgerError) -> Self {
+        GatewayError::Ledger(Box::new(e))
+    }
+}
+
+/// Everything a gateway needs to run.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    /// The chain's tokenomics. An existing ledger must match it.
+    pub genesis: Genesis,
+    pub core: CoreConfig,
+    pub http: HttpLimits,
+    pub sched: lode_sched::Config,
+    /// Seal a ledger block this often when entries are waiting.
+    pub block_interval: Duration,
+    /// Lease-expiry and heartbeat check period.
+    pub tick_interval: Duration,
+}
+
+impl GatewayConfig {
+    pub fn new(data_dir: impl Into<PathBuf>, listen: impl Into<String>, genesis: Genesis) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen: listen.into(),
+            genesis,
+            core: CoreConfig::default(),
+            http: HttpLimits::default(),
+            sched: lode_sched::Config::default(),
+            block_interval: Duration::from_millis(500),
+            tick_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The validator key of a gateway: `DATA/validator.key`, created on first start.
+pub fn validator_key(data_dir: &std::path::Path) -> Result<Keypair, GatewayError> {
+    let path = data_dir.join("validator.key");
+    if path.exists() {
+        return Ok(KeyFile::load(&path)?.keypair);
+    }
+    let kf = KeyFile::generate(None)?;
+    kf.save_new(&path)?;
+    Ok(kf.keypair)
+}
+
+/// Opens (or creates) the gateway's state in `cfg.data_dir`.
+pub fn open(cfg: &GatewayConfig) -> Result<App, GatewayError> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| GatewayError::DataDir(cfg.data_dir.clone(), e))?;
+    let validator = validator_key(&cfg.data_dir)?;
+    let ledger = Ledger::open_or_create(
+        &cfg.data_dir.join("ledger"),
+        &cfg.genesis,
+        validator,
+        LedgerConfig::default(),
+    )?;
+    if let Some((h, why)) = &ledger.open_report().dropped_tail {
+        tracing::warn!(height = h, reason = %why, "dropped a torn ledger block at start");
+    }
+    let db = db::Db::open(&cfg.data_dir.join("gateway.redb"))?;
+    let modules = modules::ModuleStore::open(
+        cfg.data_dir.join("modules"),
+        cfg.http.max_module_bytes as u64,
+    )?;
+    let seed = u64::from_le_bytes(rand_bytes());
+    let sched = lode_sched::Scheduler::new(cfg.sched.clone(), seed)
+        .map_err(|e| GatewayError::Sched(e.to_string()))?;
+    let core = Core::open(cfg.core.clone(), sched, ledger, db, modules, http::now_ms())?;
+    Ok(App::new(core, cfg.http.clone()))
+}
+
+fn rand_bytes() -> [u8; 8] {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    b
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+}
+
+/// Serves until `shutdown` resolves: HTTP, lease ticks and block sealing.
+pub async fn serve(
+    cfg: GatewayConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_listen: impl FnOnce(SocketAddr) + Send,
+) -> Result<(), GatewayError> {
+    let app = open(&cfg)?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| GatewayError::Listen(cfg.listen.clone(), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| GatewayError::Listen(cfg.listen.clone(), e))?;
+    tracing::info!(%addr, validator = %app.lock().validator(), "gateway listening");
+    on_listen(addr);
+
+    let ticker = {
+        let app = app.clone();
+        let period = cfg.tick_interval;
+        tokio::spawn(async move {
+            let mut iv = tokio::time::interval(period);
+            iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                iv.tick().await;
+                let now = http::now_ms();
+                if app.lock().tick(now) {
+                    app.signal_work();
+                }
+            }
+        })
+    };
+    let sealer = {
+        let app = app.clone();
+        let period = cfg.block_interval;
+        tokio::spawn(async move {
+            let mut iv = tokio::time::interval(period);
+            iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                iv.tick().await;
+                let now = http::now_ms();
+                let mut core = app.lock();
+                if core.ledger_due(now) {
+                    core.seal(now);
+                }
+            }
+        })
+    };
+    let router = http::router(app.clone());
+    let result = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    ticker.abort();
+    sealer.abort();
+    // Make whatever is queued durable before exiting.
+    app.lock().seal(http::now_ms());
+    result.map_err(GatewayError::Serve)
+}

@@ -62,3 +62,122 @@ mod tests {
         );
     }
 }
+
+/// The gateway's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub jobs_submitted: Counter,
+    pub jobs_finished: Counter,
+    pub units_submitted: Counter,
+    pub units_assigned: Counter,
+    pub units_verified: Counter,
+    pub units_failed: Counter,
+    pub results_received: Counter,
+    pub leases_lost: Counter,
+    pub flags_raised: Counter,
+    pub blocks_sealed: Counter,
+    pub requests_rejected: Counter,
+    pub nodes_online: Gauge,
+    pub ledger_height: Gauge,
+}
+
+impl Metrics {
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let c = "counter";
+        let g = "gauge";
+        write_metric(
+            &mut s,
+            "lode_jobs_submitted_total",
+            c,
+            "Jobs accepted.",
+            self.jobs_submitted.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_jobs_finished_total",
+            c,
+            "Jobs finished or cancelled and settled.",
+            self.jobs_finished.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_units_submitted_total",
+            c,
+            "Work units accepted.",
+            self.units_submitted.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_units_assigned_total",
+            c,
+            "Replicas handed to nodes.",
+            self.units_assigned.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_units_verified_total",
+            c,
+            "Units whose result was accepted.",
+            self.units_verified.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_units_failed_total",
+            c,
+            "Units that could not be verified.",
+            self.units_failed.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_results_received_total",
+            c,
+            "Results reported by nodes.",
+            self.results_received.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_leases_lost_total",
+            c,
+            "Replicas lost (expired, node gone, node error).",
+            self.leases_lost.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_flags_raised_total",
+            c,
+            "Behaviour flags raised against nodes.",
+            self.flags_raised.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_ledger_blocks_sealed_total",
+            c,
+            "Ledger blocks sealed.",
+            self.blocks_sealed.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_requests_rejected_total",
+            c,
+            "Requests refused with an error.",
+            self.requests_rejected.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_nodes_online",
+            g,
+            "Nodes with a live session.",
+            self.nodes_online.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_ledger_height",
+            g,
+            "Height of the last sealed ledger block.",
+            self.ledger_height.get(),
+        );
+        s
+    }
+}

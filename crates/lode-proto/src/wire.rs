@@ -124,6 +124,18 @@ impl Message for SubmitJob {
     const KIND: &'static str = "lode/requester/submit-job/v1";
 }
 
+impl SubmitJob {
+    /// The escrow a job must lock: `units × quorum × fuel limit × price per fuel`,
+    /// the most its receipts can ever owe (each unit pays at most `quorum` nodes
+    /// for at most its fuel limit). `None` on overflow.
+    pub fn required_escrow(&self) -> Option<u128> {
+        (self.units.len() as u128)
+            .checked_mul(u128::from(self.verification.quorum))?
+            .checked_mul(u128::from(self.limits.fuel))?
+            .checked_mul(self.max_price_per_fuel)
+    }
+}
+
 /// Requester → gateway: the signed header of a module upload (the body is the module).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadModule {

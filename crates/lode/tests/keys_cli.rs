@@ -23,7 +23,12 @@ fn lode_stdin(home: &Path, args: &[&str], input: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run lode");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -39,8 +44,14 @@ fn help_lists_role_subcommands() {
     let dir = tempfile::tempdir().unwrap();
     let o = lode(dir.path(), &["--help"]);
     assert!(o.status.success());
-    for role in ["keys", "sandbox", "node", "gateway", "job", "wallet", "ledger", "devnet"] {
-        assert!(stdout(&o).contains(role), "missing {role} in help: {}", stdout(&o));
+    for role in [
+        "keys", "sandbox", "node", "gateway", "job", "wallet", "ledger", "devnet",
+    ] {
+        assert!(
+            stdout(&o).contains(role),
+            "missing {role} in help: {}",
+            stdout(&o)
+        );
     }
 }
 
@@ -49,22 +60,42 @@ fn new_then_show_prints_did_key() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("node.key");
     let key_s = key.to_str().unwrap();
-    let o = lode(dir.path(), &["keys", "new", "--out", key_s, "--payout", "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"]);
+    let o = lode(
+        dir.path(),
+        &[
+            "keys",
+            "new",
+            "--out",
+            key_s,
+            "--payout",
+            "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let did = stdout(&o).lines().next().unwrap().to_string();
     assert!(did.starts_with("did:key:z6Mk"), "{did}");
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 
     let o = lode(dir.path(), &["keys", "show", key_s]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).lines().next().unwrap(), did);
     // Payout printed in EIP-55 form.
-    assert!(stdout(&o).contains("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
+        "{}",
+        stdout(&o)
+    );
 
     let o = lode(dir.path(), &["keys", "show", key_s, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["did"], did.as_str());
-    assert_eq!(v["payout_address"], "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
+    assert_eq!(
+        v["payout_address"],
+        "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+    );
 }
 
 #[test]
@@ -92,7 +123,11 @@ fn bad_key_files_give_clear_errors() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
 
-    assert!(lode(dir.path(), &["keys", "new", "--out", key_s]).status.success());
+    assert!(
+        lode(dir.path(), &["keys", "new", "--out", key_s])
+            .status
+            .success()
+    );
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let o = lode(dir.path(), &["keys", "show", key_s]);
     assert!(!o.status.success());
@@ -108,10 +143,21 @@ fn bad_key_files_give_clear_errors() {
 #[test]
 fn bad_payout_address_is_rejected_by_the_parser() {
     let dir = tempfile::tempdir().unwrap();
-    let o = lode(dir.path(), &["keys", "new", "--payout", "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"]);
+    let o = lode(
+        dir.path(),
+        &[
+            "keys",
+            "new",
+            "--payout",
+            "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        ],
+    );
     assert!(!o.status.success());
     assert!(stderr(&o).contains("checksum"), "{}", stderr(&o));
-    assert!(!dir.path().join("identity.key").exists(), "nothing written on error");
+    assert!(
+        !dir.path().join("identity.key").exists(),
+        "nothing written on error"
+    );
 }
 
 #[test]
@@ -119,11 +165,27 @@ fn import_reproduces_the_spec_vector_identity() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("imported.key");
     // did:key spec vector: seed 0 → z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp
-    let o = lode_stdin(dir.path(), &["keys", "import", "--out", out.to_str().unwrap()], &format!("{}\n", "00".repeat(32)));
+    let o = lode_stdin(
+        dir.path(),
+        &["keys", "import", "--out", out.to_str().unwrap()],
+        &format!("{}\n", "00".repeat(32)),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o).lines().next().unwrap(), "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp");
+    assert_eq!(
+        stdout(&o).lines().next().unwrap(),
+        "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
+    );
 
-    let o = lode_stdin(dir.path(), &["keys", "import", "--out", dir.path().join("x").to_str().unwrap()], "zz");
+    let o = lode_stdin(
+        dir.path(),
+        &[
+            "keys",
+            "import",
+            "--out",
+            dir.path().join("x").to_str().unwrap(),
+        ],
+        "zz",
+    );
     assert!(!o.status.success());
     assert!(stderr(&o).contains("64 hex digits"), "{}", stderr(&o));
 }
@@ -133,12 +195,31 @@ fn set_payout_updates_the_key_file() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("k");
     let key_s = key.to_str().unwrap();
-    assert!(lode(dir.path(), &["keys", "new", "--out", key_s]).status.success());
-    let did = stdout(&lode(dir.path(), &["keys", "show", key_s])).lines().next().unwrap().to_string();
-    let o = lode(dir.path(), &["keys", "set-payout", key_s, "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"]);
+    assert!(
+        lode(dir.path(), &["keys", "new", "--out", key_s])
+            .status
+            .success()
+    );
+    let did = stdout(&lode(dir.path(), &["keys", "show", key_s]))
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let o = lode(
+        dir.path(),
+        &[
+            "keys",
+            "set-payout",
+            key_s,
+            "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let shown = stdout(&lode(dir.path(), &["keys", "show", key_s]));
     assert!(shown.starts_with(&did));
     assert!(shown.contains("0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"));
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }

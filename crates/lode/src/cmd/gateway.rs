@@ -1,22 +1,133 @@
+//! `lode gateway`: run a coordinator.
+
+use anyhow::{Context, Result};
 use clap::Args;
+use lode_gateway::GatewayConfig;
+use lode_ledger::Genesis;
+use lode_proto::Did;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
-    /// Directory for the gateway's database and ledger.
+    /// Directory for the gateway's database, modules, ledger and validator key.
     #[arg(long)]
-    pub data_dir: std::path::PathBuf,
+    pub data_dir: PathBuf,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7700")]
     pub listen: String,
-    /// Genesis (tokenomics) file; the embedded default when absent.
+    /// Genesis (tokenomics) TOML for a new chain. Without it a new chain uses the
+    /// embedded default, starting now. Ignored when DATA_DIR already has a chain.
     #[arg(long)]
-    pub genesis: Option<std::path::PathBuf>,
+    pub genesis: Option<PathBuf>,
+    /// For a new chain from the embedded default: fund an account at launch,
+    /// `DID=TOKENS` (whole tokens), taken from the treasury. Repeatable.
+    #[arg(long = "fund", value_name = "DID=TOKENS")]
+    pub fund: Vec<String>,
+    /// For a new chain from the embedded default: epoch length in milliseconds.
+    #[arg(long, default_value_t = 86_400_000)]
+    pub epoch_ms: u64,
+    /// Longest a node's poll waits for work, in milliseconds.
+    #[arg(long, default_value_t = 20_000)]
+    pub poll_timeout_ms: u64,
+    /// Seal a ledger block this often (ms) when entries are waiting.
+    #[arg(long, default_value_t = 500)]
+    pub block_interval_ms: u64,
+    /// Group loopback clients under one IP like any other (off by default so that
+    /// a local devnet's nodes count as distinct hosts).
+    #[arg(long)]
+    pub group_loopback: bool,
 }
 
-pub fn run(_args: GatewayArgs) -> anyhow::Result<ExitCode> {
-    Err(super::not_yet(
-        "gateway",
-        "the running network: gateway and node",
-    ))
+fn parse_fund(s: &str) -> Result<(String, Did, u128)> {
+    let (did, tokens) = s.split_once('=').context("--fund takes DID=TOKENS")?;
+    let did: Did = did.parse().with_context(|| format!("--fund {s}"))?;
+    let tokens: u128 = tokens
+        .replace('_', "")
+        .parse()
+        .with_context(|| format!("--fund {s}: TOKENS must be a whole number"))?;
+    let amount = tokens
+        .checked_mul(lode_ledger::ONE_TOKEN)
+        .context("--fund amount overflows")?;
+    Ok((format!("funded-{}", &did.multibase()[..16]), did, amount))
+}
+
+/// The chain's genesis: the one recorded in DATA/genesis.toml, else a new one.
+pub fn resolve_genesis(
+    data_dir: &Path,
+    file: Option<&Path>,
+    fund: &[String],
+    epoch_ms: u64,
+) -> Result<Genesis> {
+    let recorded = data_dir.join("genesis.toml");
+    if recorded.exists() {
+        let text = std::fs::read_to_string(&recorded)
+            .with_context(|| format!("reading {}", recorded.display()))?;
+        return Genesis::from_toml(&text).with_context(|| format!("{}", recorded.display()));
+    }
+    let g = match file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading genesis {}", p.display()))?;
+            Genesis::from_toml(&text).with_context(|| format!("genesis {}", p.display()))?
+        }
+        None => {
+            let funded = fund
+                .iter()
+                .map(|s| parse_fund(s))
+                .collect::<Result<Vec<_>>>()?;
+            let now = lode_gateway::http::now_ms();
+            lode_gateway::devnet::genesis(&funded, epoch_ms, now)?
+        }
+    };
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::write(&recorded, g.to_toml())
+        .with_context(|| format!("writing {}", recorded.display()))?;
+    Ok(g)
+}
+
+pub fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn run(args: GatewayArgs) -> Result<ExitCode> {
+    init_tracing();
+    let genesis = resolve_genesis(
+        &args.data_dir,
+        args.genesis.as_deref(),
+        &args.fund,
+        args.epoch_ms,
+    )?;
+    let mut cfg = GatewayConfig::new(&args.data_dir, &args.listen, genesis);
+    cfg.core.poll_timeout_ms = args.poll_timeout_ms;
+    cfg.core.loopback_distinct = !args.group_loopback;
+    cfg.block_interval = std::time::Duration::from_millis(args.block_interval_ms.max(1));
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async move {
+        let shutdown = async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("install SIGTERM handler");
+                tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+            }
+            #[cfg(not(unix))]
+            let _ = ctrl_c.await;
+            tracing::info!("shutting down");
+        };
+        lode_gateway::serve(cfg, shutdown, |addr| {
+            // Machine-readable line for scripts and tests.
+            println!("listening on http://{addr}");
+        })
+        .await
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,442 @@
+//! Requester-side client of a Lode gateway (blocking HTTP).
+//!
+//! * [`resolve_inputs`] turns a [`JobSpec`]'s inputs into work units (files, globs,
+//!   inline stdin, argument vectors).
+//! * [`Client::submit`] uploads the module if needed, builds the `SubmitJob` with a
+//!   fresh random job id and the requester-signed `JobEscrow` ledger entry, and
+//!   submits it.
+//! * status, results, cancel, account and ledger queries.
+
+use lode_ledger::{Entry, JobEscrow};
+use lode_proto::jobspec::JobSpec;
+use lode_proto::wire::{CancelJob, SubmitJob, UnitInput, UploadModule};
+use lode_proto::{Envelope, Hash32, Keypair, Message};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The gateway answered with an error body.
+    #[error("{message} (gateway error {code}, HTTP {status})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("cannot reach the gateway at {url}: {source}")]
+    Connect { url: String, source: reqwest::Error },
+    #[error("unexpected response from the gateway: {0}")]
+    BadResponse(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("job spec: {0}")]
+    Spec(String),
+    #[error("signing: {0}")]
+    Sign(String),
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorInner,
+}
+#[derive(Deserialize)]
+struct ErrorInner {
+    code: String,
+    message: String,
+}
+
+/// A job's progress as the gateway reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct JobView {
+    pub job: String,
+    pub name: String,
+    pub requester: String,
+    pub status: String,
+    pub units: u32,
+    pub completed: u32,
+    pub failed: u32,
+    pub in_flight: u32,
+    pub remaining: u32,
+    pub quorum: u8,
+    pub created_ms: u64,
+    pub finished_ms: Option<u64>,
+    pub escrowed: String,
+    pub cost_so_far: String,
+    pub refunded: String,
+    pub fuel_verified: String,
+}
+
+impl JobView {
+    pub fn is_done(&self) -> bool {
+        self.status != "running"
+    }
+}
+
+/// One unit's result.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct UnitResult {
+    pub unit: u32,
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub fuel_used: Option<u64>,
+    pub output_hash: Option<String>,
+    pub stdout: Option<String>,
+    pub error: Option<String>,
+    pub credited: Vec<String>,
+    pub basis: Option<String>,
+}
+
+impl UnitResult {
+    /// Decoded stdout bytes.
+    pub fn stdout_bytes(&self) -> Option<Vec<u8>> {
+        self.stdout.as_deref().and_then(|h| hex::decode(h).ok())
+    }
+}
+
+#[derive(Deserialize)]
+struct ResultsBody {
+    units: Vec<UnitResult>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Resolves a spec's inputs (relative to `base_dir`, the spec file's folder) into
+/// work units: `files` (globs, sorted, each file one unit's stdin), then `stdin`
+/// strings, then `args` vectors.
+pub fn resolve_inputs(spec: &JobSpec, base_dir: &Path) -> Result<Vec<UnitInput>, ClientError> {
+    let mut units = Vec::new();
+    for pattern in &spec.inputs.files {
+        let full = base_dir.join(pattern);
+        let pat = full.to_string_lossy().into_owned();
+        let mut paths: Vec<PathBuf> = glob::glob(&pat)
+            .map_err(|e| ClientError::Spec(format!("bad glob {pattern:?}: {e}")))?
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
+        if paths.is_empty() {
+            return Err(ClientError::Spec(format!(
+                "inputs.files pattern {pattern:?} matches no file"
+            )));
+        }
+        paths.sort();
+        for p in paths {
+            let stdin = std::fs::read(&p).map_err(|source| ClientError::Io {
+                path: p.clone(),
+                source,
+            })?;
+            units.push(UnitInput {
+                stdin,
+                args: vec![],
+            });
+        }
+    }
+    units.extend(spec.inputs.stdin.iter().map(|s| UnitInput {
+        stdin: s.as_bytes().to_vec(),
+        args: vec![],
+    }));
+    units.extend(spec.inputs.args.iter().map(|a| UnitInput {
+        stdin: vec![],
+        args: a.clone(),
+    }));
+    Ok(units)
+}
+
+/// A blocking client of one gateway.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    pub fn new(gateway: &str) -> Result<Self, ClientError> {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        Ok(Self {
+            base: gateway.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn handle<T: DeserializeOwned>(
+        &self,
+        r: Result<reqwest::blocking::Response, reqwest::Error>,
+    ) -> Result<T, ClientError> {
+        let r = r.map_err(|source| ClientError::Connect {
+            url: self.base.clone(),
+            source,
+        })?;
+        let status = r.status();
+        let bytes = r
+            .bytes()
+            .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(b) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: b.error.code,
+                    message: b.error.message,
+                },
+                Err(_) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: "http_error".into(),
+                    message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                },
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadResponse(e.to_string()))
+    }
+
+    pub fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.handle(self.http.get(self.url(path)).send())
+    }
+
+    fn post_envelope<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        env: &Envelope,
+    ) -> Result<T, ClientError> {
+        self.handle(self.http.post(self.url(path)).json(env).send())
+    }
+
+    fn seal<M: Message>(key: &Keypair, m: &M) -> Result<Envelope, ClientError> {
+        Envelope::seal_fresh(key, m, now_ms()).map_err(|e| ClientError::Sign(e.to_string()))
+    }
+
+    /// Uploads a module (signed), returning its hash. Idempotent.
+    pub fn upload_module(&self, key: &Keypair, bytes: &[u8]) -> Result<Hash32, ClientError> {
+        let sha256 = Hash32::sha256(bytes);
+        let env = Self::seal(
+            key,
+            &UploadModule {
+                sha256,
+                size: bytes.len() as u64,
+            },
+        )?;
+        let header = serde_json::to_string(&env).map_err(|e| ClientError::Sign(e.to_string()))?;
+        let _: serde_json::Value = self.handle(
+            self.http
+                .put(self.url(&format!("/v1/modules/{}", sha256.to_hex())))
+                .header(lode_proto::wire::UPLOAD_HEADER, header)
+                .body(bytes.to_vec())
+                .send(),
+        )?;
+        Ok(sha256)
+    }
+
+    /// The chain id the gateway's ledger uses (escrow entries bind to it).
+    pub fn chain_id(&self) -> Result<Hash32, ClientError> {
+        let v: serde_json::Value = self.get_json("/v1/ledger")?;
+        v["chain_id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ClientError::BadResponse("no chain_id".into()))
+    }
+
+    /// Builds a signed `SubmitJob` (fresh random job id, escrow for the worst case).
+    pub fn build_submission(
+        key: &Keypair,
+        chain: Hash32,
+        spec: &JobSpec,
+        module: Hash32,
+        units: Vec<UnitInput>,
+    ) -> Result<SubmitJob, ClientError> {
+        let mut id = [0u8; 32];
+        getrandom::fill(&mut id).map_err(|e| ClientError::Sign(e.to_string()))?;
+        let job = Hash32(id);
+        let mut submit = SubmitJob {
+            job,
+            escrow: Envelope {
+                kind: String::new(),
+                payload: vec![],
+                signer: key.did(),
+                signature: lode_proto::Signature([0; 64]),
+            },
+            name: spec.name.clone(),
+            engine: spec.engine,
+            module,
+            units,
+            limits: spec.unit_limits(),
+            verification: spec.verification(),
+            max_price_per_fuel: spec.price.max_per_fuel,
+            region: spec.region.clone(),
+        };
+        let amount = submit
+            .required_escrow()
+            .ok_or_else(|| ClientError::Spec("units × quorum × fuel × price overflows".into()))?;
+        let escrow = JobEscrow {
+            chain,
+            job,
+            amount,
+            price_per_unit: spec.price.max_per_fuel,
+        };
+        let entry =
+            Entry::sign(key, 0, now_ms(), &escrow).map_err(|e| ClientError::Sign(e.to_string()))?;
+        submit.escrow = entry
+            .envelope()
+            .cloned()
+            .ok_or_else(|| ClientError::Sign("escrow entry has no envelope".into()))?;
+        Ok(submit)
+    }
+
+    /// Submits a prepared job.
+    pub fn submit_job(&self, key: &Keypair, submit: &SubmitJob) -> Result<JobView, ClientError> {
+        self.post_envelope("/v1/jobs", &Self::seal(key, submit)?)
+    }
+
+    /// Reads a spec file, uploads its module, and submits the job.
+    pub fn submit_spec_file(
+        &self,
+        key: &Keypair,
+        spec_path: &Path,
+    ) -> Result<JobView, ClientError> {
+        let text = std::fs::read_to_string(spec_path).map_err(|source| ClientError::Io {
+            path: spec_path.to_path_buf(),
+            source,
+        })?;
+        let spec = JobSpec::from_toml(&text).map_err(|e| ClientError::Spec(e.to_string()))?;
+        let base = spec_path.parent().unwrap_or(Path::new("."));
+        let units = resolve_inputs(&spec, base)?;
+        let module_path = base.join(&spec.module);
+        let wasm = std::fs::read(&module_path).map_err(|source| ClientError::Io {
+            path: module_path,
+            source,
+        })?;
+        let module = self.upload_module(key, &wasm)?;
+        let chain = self.chain_id()?;
+        let submit = Self::build_submission(key, chain, &spec, module, units)?;
+        self.submit_job(key, &submit)
+    }
+
+    pub fn job(&self, id: &str) -> Result<JobView, ClientError> {
+        self.get_json(&format!("/v1/jobs/{id}"))
+    }
+
+    pub fn jobs(&self) -> Result<Vec<JobView>, ClientError> {
+        #[derive(Deserialize)]
+        struct L {
+            jobs: Vec<JobView>,
+        }
+        Ok(self.get_json::<L>("/v1/jobs")?.jobs)
+    }
+
+    pub fn results(&self, id: &str) -> Result<Vec<UnitResult>, ClientError> {
+        Ok(self
+            .get_json::<ResultsBody>(&format!("/v1/jobs/{id}/results"))?
+            .units)
+    }
+
+    pub fn cancel(&self, key: &Keypair, id: &str) -> Result<JobView, ClientError> {
+        let job: Hash32 = id
+            .parse()
+            .map_err(|_| ClientError::Spec(format!("{id:?} is not a job id")))?;
+        self.post_envelope(
+            &format!("/v1/jobs/{id}/cancel"),
+            &Self::seal(key, &CancelJob { job })?,
+        )
+    }
+
+    /// Waits until the job is no longer running, polling every `every`.
+    pub fn wait(
+        &self,
+        id: &str,
+        every: Duration,
+        timeout: Duration,
+    ) -> Result<JobView, ClientError> {
+        let start = std::time::Instant::now();
+        loop {
+            let v = self.job(id)?;
+            if v.is_done() || start.elapsed() > timeout {
+                return Ok(v);
+            }
+            std::thread::sleep(every);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_files_stdin_and_args_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("in")).unwrap();
+        std::fs::write(dir.path().join("in/b.txt"), b"B").unwrap();
+        std::fs::write(dir.path().join("in/a.txt"), b"A").unwrap();
+        let spec = JobSpec::from_toml(
+            "name='x'\nmodule='m.wasm'\n[inputs]\nfiles=['in/*.txt']\nstdin=['s']\nargs=[['1','2']]\n[price]\nmax_per_fuel=1\n",
+        )
+        .unwrap();
+        let u = resolve_inputs(&spec, dir.path()).unwrap();
+        assert_eq!(u.len(), 4);
+        assert_eq!(u[0].stdin, b"A");
+        assert_eq!(u[1].stdin, b"B");
+        assert_eq!(u[2].stdin, b"s");
+        assert_eq!(u[3].args, vec!["1", "2"]);
+    }
+
+    #[test]
+    fn glob_matching_nothing_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = JobSpec::from_toml(
+            "name='x'\nmodule='m'\n[inputs]\nfiles=['none/*.bin']\n[price]\nmax_per_fuel=1\n",
+        )
+        .unwrap();
+        let e = resolve_inputs(&spec, dir.path()).unwrap_err();
+        assert!(e.to_string().contains("matches no file"), "{e}");
+    }
+
+    #[test]
+    fn escrow_is_signed_for_the_job() {
+        let key = Keypair::from_secret_bytes(&[1; 32]);
+        let spec = JobSpec::from_toml(
+            "name='x'\nmodule='m'\n[inputs]\nstdin=['a','b']\n[limits]\nfuel=1000\n[verification]\nquorum=2\nmax_replicas=3\n[price]\nmax_per_fuel=7\n",
+        )
+        .unwrap();
+        let units = resolve_inputs(&spec, Path::new(".")).unwrap();
+        let s = Client::build_submission(
+            &key,
+            Hash32::sha256(b"chain"),
+            &spec,
+            Hash32::sha256(b"m"),
+            units,
+        )
+        .unwrap();
+        let esc = s.escrow.open_signed::<JobEscrow>().unwrap();
+        assert_eq!(esc.signer, key.did());
+        assert_eq!(esc.message.job, s.job);
+        assert_eq!(esc.message.amount, 2 * 2 * 1000 * 7);
+        assert_eq!(esc.message.price_per_unit, 7);
+    }
+
+    #[test]
+    fn unreachable_gateway_is_a_clear_error() {
+        let c = Client::new("http://127.0.0.1:9").unwrap();
+        let e = c.job("00").unwrap_err();
+        assert!(matches!(e, ClientError::Connect { .. }), "{e}");
+    }
+}

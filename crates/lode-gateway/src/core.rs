@@ -1,0 +1,1190 @@
+//! The gateway's decision-making state: scheduler + ledger + store + sessions.
+//!
+//! `Core` is synchronous and lives behind one mutex; handlers verify signatures
+//! *before* taking the lock (the expensive part) and hold it only to decide and
+//! commit. Every answer that acknowledges something is sent after the redb commit
+//! that makes it durable.
+
+use crate::api_error::ApiError;
+use crate::db::{
+    Batch, Db, JobRecord, JobStatus, NodeRecord, ReportRecord, UnitOutcomeRecord, sched_limits,
+};
+use crate::metrics::Metrics;
+use crate::modules::ModuleStore;
+use lode_ledger::{
+    ContributionKind, Entry, JobEscrow, Ledger, LedgerError, RegisterNode, WorkReceipt,
+};
+use lode_proto::envelope::Opened;
+use lode_proto::wire::{
+    self, AuthResponse, HelloResponse, NodeAuth, NodeHello, NodePoll, PollResponse, SubmitJob,
+    UnitOutcome,
+};
+use lode_proto::{Did, Envelope, Hash32, ReplayGuard};
+use lode_sched::{
+    Basis, Decision, FailReason, IpGroup, NodeInfo, OperatorId, Region, ResultDigest, Scheduler,
+    TrustState,
+};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Exit code recorded for a unit whose agreed result is a deterministic sandbox error.
+pub const ERROR_EXIT_CODE: i32 = i32::MIN;
+
+/// Tunables of the core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub challenge_ttl_ms: u64,
+    pub poll_timeout_ms: u64,
+    pub heartbeat_timeout_ms: u64,
+    pub max_units_per_job: usize,
+    /// Treat every loopback client as its own host (a local devnet), instead of
+    /// grouping them under one IP.
+    pub loopback_distinct: bool,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            challenge_ttl_ms: 30_000,
+            poll_timeout_ms: 20_000,
+            heartbeat_timeout_ms: 60_000,
+            max_units_per_job: 1_000_000,
+            loopback_distinct: true,
+        }
+    }
+}
+
+struct PendingHello {
+    challenge: [u8; 32],
+    hello: NodeHello,
+    ip: IpAddr,
+    expires_ms: u64,
+    register_nonce: Option<u64>,
+}
+
+struct Session {
+    node: Did,
+    last_seen_ms: u64,
+}
+
+/// A job in memory.
+struct JobState {
+    wire: Hash32,
+    record: JobRecord,
+    submit: Arc<SubmitJob>,
+    completed: u32,
+    failed: u32,
+    fuel_verified: u128,
+    /// Results of undecided units (output kept until the unit is decided).
+    pending: HashMap<(u32, Did), ReportRecord>,
+}
+
+/// A job's progress, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub job: String,
+    pub name: String,
+    pub requester: String,
+    pub status: &'static str,
+    pub units: u32,
+    pub completed: u32,
+    pub failed: u32,
+    pub in_flight: u32,
+    pub remaining: u32,
+    pub quorum: u8,
+    pub created_ms: u64,
+    pub finished_ms: Option<u64>,
+    /// Base units, decimal strings.
+    pub escrowed: String,
+    pub cost_so_far: String,
+    pub refunded: String,
+    pub fuel_verified: String,
+}
+
+/// One unit's result, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitResultView {
+    pub unit: u32,
+    pub status: &'static str,
+    pub exit_code: Option<i32>,
+    pub fuel_used: Option<u64>,
+    pub output_hash: Option<String>,
+    /// Hex of the output bytes.
+    pub stdout: Option<String>,
+    pub error: Option<String>,
+    pub credited: Vec<String>,
+    pub basis: Option<String>,
+}
+
+pub struct Core {
+    pub cfg: CoreConfig,
+    sched: Scheduler<Did>,
+    ledger: Ledger,
+    db: Db,
+    pub modules: ModuleStore,
+    jobs: HashMap<u64, JobState>,
+    by_wire: HashMap<Hash32, u64>,
+    next_job: u64,
+    hellos: HashMap<Did, PendingHello>,
+    sessions: HashMap<[u8; 16], Session>,
+    node_session: HashMap<Did, [u8; 16]>,
+    cancels: HashMap<Did, Vec<wire::UnitRef>>,
+    guard: ReplayGuard,
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("jobs", &self.jobs.len())
+            .field("sessions", &self.sessions.len())
+            .finish()
+    }
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // The OS RNG failing is not recoverable for a server that issues challenges.
+    getrandom::fill(&mut b).unwrap_or_else(|e| panic!("OS random number generator failed: {e}"));
+    b
+}
+
+fn ledger_err(e: LedgerError) -> ApiError {
+    use lode_ledger::EntryError as E;
+    match e {
+        LedgerError::Entry(E::InsufficientBalance {
+            account,
+            balance,
+            needed,
+        }) => ApiError::new(
+            axum::http::StatusCode::PAYMENT_REQUIRED,
+            "insufficient_funds",
+            format!(
+                "{account} has {balance} base units but the job's escrow needs {needed}; lower the price or the fuel limit, or fund the account"
+            ),
+        ),
+        LedgerError::Entry(E::JobExists(j)) => {
+            ApiError::conflict("duplicate_job", format!("job {j} already exists"))
+        }
+        LedgerError::Entry(e) => ApiError::bad_request("ledger_rejected", e.to_string()),
+        other => ApiError::internal(format!("ledger: {other}")),
+    }
+}
+
+fn db_err(e: crate::db::DbError) -> ApiError {
+    ApiError::internal(e.to_string())
+}
+
+fn fail_reason_text(r: &FailReason) -> String {
+    match r {
+        FailReason::NoConsensus {
+            results,
+            largest_agreement,
+            distinct_outputs,
+            issued,
+        } => format!(
+            "no consensus: {results} results from {issued} replicas, {distinct_outputs} distinct outputs, at most {largest_agreement} agreeing"
+        ),
+        FailReason::TooManyLost {
+            errors,
+            expired,
+            results,
+            issued,
+        } => format!(
+            "too many replicas lost: {errors} node errors, {expired} expired leases, {results} results of {issued} replicas"
+        ),
+    }
+}
+
+fn basis_text(b: &Basis) -> String {
+    match b {
+        Basis::Quorum { agreeing } => format!("quorum:{agreeing}"),
+        Basis::Trusted => "trusted".into(),
+        Basis::Single => "single".into(),
+    }
+}
+
+impl Core {
+    /// Opens the core: loads jobs and results, re-adds unfinished jobs to the
+    /// scheduler, and reconciles the ledger with what the store says was verified.
+    pub fn open(
+        cfg: CoreConfig,
+        sched: Scheduler<Did>,
+        ledger: Ledger,
+        db: Db,
+        modules: ModuleStore,
+        now: u64,
+    ) -> Result<Self, crate::GatewayError> {
+        let next_job = db.next_job()?;
+        let mut core = Core {
+            cfg,
+            sched,
+            ledger,
+            db,
+            modules,
+            jobs: HashMap::new(),
+            by_wire: HashMap::new(),
+            next_job,
+            hellos: HashMap::new(),
+            sessions: HashMap::new(),
+            node_session: HashMap::new(),
+            cancels: HashMap::new(),
+            guard: ReplayGuard::default(),
+            metrics: Arc::new(Metrics::default()),
+        };
+        core.recover(now)?;
+        Ok(core)
+    }
+
+    fn recover(&mut self, now: u64) -> Result<(), crate::GatewayError> {
+        let mut batch = Batch::default();
+        for (seq, record) in self.db.jobs()? {
+            let submit = Arc::new(record.submit_job()?);
+            let wire = submit.job;
+            // The escrow must be on the ledger before the job runs (it was committed
+            // in the gateway store first, so a crash may have lost it).
+            if self.ledger.state().job(&wire).is_none()
+                && let Err(e) = self.ledger.submit(Entry::JobEscrow(submit.escrow.clone()))
+            {
+                tracing::warn!(job = %wire, error = %e, "escrow could not be restored; dropping job");
+                continue;
+            }
+            let outcomes = self.db.outcomes(seq)?;
+            let mut js = JobState {
+                wire,
+                record,
+                submit: submit.clone(),
+                completed: 0,
+                failed: 0,
+                fuel_verified: 0,
+                pending: HashMap::new(),
+            };
+            let mut done = Vec::with_capacity(outcomes.len());
+            for (unit, o) in &outcomes {
+                done.push(*unit);
+                match o {
+                    UnitOutcomeRecord::Verified {
+                        credited,
+                        fuel_used,
+                        output_hash,
+                        ..
+                    } => {
+                        js.completed += 1;
+                        js.fuel_verified += u128::from(*fuel_used) * credited.len() as u128;
+                        // Receipts that did not reach a sealed block before a crash.
+                        for node in credited {
+                            if !self
+                                .ledger
+                                .state()
+                                .is_credited(&wire, u64::from(*unit), node)
+                            {
+                                let r =
+                                    receipt(wire, *unit, *node, *fuel_used, *output_hash, credited);
+                                if let Err(e) = self.ledger.submit(Entry::WorkReceipt(r)) {
+                                    tracing::warn!(job = %wire, unit, error = %e, "receipt not restored");
+                                }
+                            }
+                        }
+                    }
+                    UnitOutcomeRecord::Failed { .. } => js.failed += 1,
+                }
+            }
+            if js.record.status == JobStatus::Running {
+                let spec = self.sched_spec(&js.record.requester, &submit)?;
+                self.sched
+                    .add_job_resuming(lode_sched::JobId(seq), spec, &done, now)
+                    .map_err(|e| crate::GatewayError::Recovery(format!("job {wire}: {e}")))?;
+                // Results received for undecided units cannot be re-counted without
+                // their leases: drop them, the units run again.
+                let stale: Vec<_> = self.db.reports(seq)?;
+                let mut by_unit: HashMap<u32, Vec<Did>> = HashMap::new();
+                for (unit, node, _) in stale {
+                    by_unit.entry(unit).or_default().push(node);
+                }
+                for (unit, nodes) in by_unit {
+                    batch.clear_reports.push((seq, unit, nodes));
+                }
+                if done.len() as u32 == submit.units.len() as u32 {
+                    // Every unit decided but the job was not closed: finish it now.
+                    self.finish_job_entries(seq, &mut js, false, now, &mut batch);
+                }
+            } else if !js.record.settled {
+                let cancelled = js.record.status == JobStatus::Cancelled;
+                self.finish_job_entries(seq, &mut js, cancelled, now, &mut batch);
+            }
+            self.by_wire.insert(wire, seq);
+            self.jobs.insert(seq, js);
+        }
+        self.db.commit(&batch)?;
+        self.ledger
+            .seal_block(now)
+            .map_err(|e| crate::GatewayError::Recovery(e.to_string()))?;
+        Ok(())
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn validator(&self) -> Did {
+        self.ledger.validator()
+    }
+
+    fn sched_spec(
+        &self,
+        requester: &Did,
+        s: &SubmitJob,
+    ) -> Result<lode_sched::JobSpec<Did>, crate::GatewayError> {
+        Ok(lode_sched::JobSpec {
+            requester: *requester,
+            units: u32::try_from(s.units.len())
+                .map_err(|_| crate::GatewayError::Recovery("too many units".into()))?,
+            limits: sched_limits(&s.limits),
+            quorum: s.verification.quorum,
+            max_replicas: s.verification.max_replicas,
+            max_price_per_fuel: s.max_price_per_fuel,
+            priority: 0,
+            adaptive_trust: s.verification.adaptive_trust,
+            region: s
+                .region
+                .as_deref()
+                .and_then(|r| Region::new(r).ok())
+                .map(|region| lode_sched::RegionPreference {
+                    region,
+                    strict: false,
+                }),
+        })
+    }
+
+    /// Checks freshness and replay of an already signature-checked message.
+    pub fn check_replay<T>(&mut self, o: &Opened<T>, now: u64) -> Result<(), ApiError> {
+        self.guard
+            .check_and_record(o.signer, o.nonce, o.timestamp_ms, now)
+            .map_err(ApiError::from)
+    }
+
+    // ----------------------------------------------------------- requesters
+
+    /// Accepts a signed job submission. Nothing is stored unless every check passes.
+    pub fn submit_job(
+        &mut self,
+        envelope: Envelope,
+        o: Opened<SubmitJob>,
+        now: u64,
+    ) -> Result<JobView, ApiError> {
+        let s = &o.message;
+        let bad = |code, msg: String| Err(ApiError::bad_request(code, msg));
+        if s.units.is_empty() {
+            return bad("no_units", "the job has no work units".into());
+        }
+        if s.units.len() > self.cfg.max_units_per_job {
+            return bad(
+                "too_many_units",
+                format!(
+                    "{} units; the limit is {}",
+                    s.units.len(),
+                    self.cfg.max_units_per_job
+                ),
+            );
+        }
+        if s.verification.quorum == 0 || s.verification.max_replicas < s.verification.quorum {
+            return bad(
+                "bad_verification",
+                "quorum must be ≥ 1 and max_replicas ≥ quorum".into(),
+            );
+        }
+        if s.limits.fuel == 0 || s.limits.memory_bytes == 0 || s.limits.timeout_ms == 0 {
+            return bad(
+                "bad_limits",
+                "fuel, memory and timeout limits must be positive".into(),
+            );
+        }
+        if !self.modules.contains(&s.module) {
+            return Err(ApiError::not_found(
+                "unknown_module",
+                format!(
+                    "module {} is not uploaded; upload it first (PUT /v1/modules/{})",
+                    s.module, s.module
+                ),
+            ));
+        }
+        if self.by_wire.contains_key(&s.job) {
+            return Err(ApiError::conflict(
+                "duplicate_job",
+                format!("job {} already exists", s.job),
+            ));
+        }
+        // The escrow entry: same requester, same job, enough funds at the job's price.
+        let escrow = s.escrow.open_signed::<JobEscrow>().map_err(|e| {
+            ApiError::bad_request(
+                "bad_escrow",
+                format!("the escrow entry does not verify: {e}"),
+            )
+        })?;
+        if escrow.signer != o.signer {
+            return bad(
+                "bad_escrow",
+                "the escrow must be signed by the job's requester".into(),
+            );
+        }
+        let esc = &escrow.message;
+        if esc.job != s.job {
+            return bad("bad_escrow", "the escrow names another job".into());
+        }
+        if esc.price_per_unit != s.max_price_per_fuel {
+            return bad(
+                "bad_escrow",
+                "the escrow price differs from the job's max_price_per_fuel".into(),
+            );
+        }
+        let needed = s.required_escrow().ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_price",
+                "units × quorum × fuel × price overflows".to_string(),
+            )
+        })?;
+        if esc.amount < needed {
+            return bad(
+                "escrow_too_small",
+                format!(
+                    "the escrow locks {} base units; units × quorum × fuel limit × price needs {needed}",
+                    esc.amount
+                ),
+            );
+        }
+        let units = u32::try_from(s.units.len())
+            .map_err(|_| ApiError::bad_request("too_many_units", "too many units"))?;
+        // Check the escrow against the ledger (balance, chain, unique id) before storing anything.
+        self.ledger
+            .submit(Entry::JobEscrow(s.escrow.clone()))
+            .map_err(ledger_err)?;
+
+        let seq = self.next_job;
+        let record = JobRecord {
+            submission: envelope,
+            requester: o.signer,
+            status: JobStatus::Running,
+            created_ms: now,
+            finished_ms: None,
+            settled: false,
+        };
+        let submit = Arc::new(o.message);
+        let spec = self
+            .sched_spec(&record.requester, &submit)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        // Durable order: the gateway store first, then the ledger block (see recover()).
+        let batch = Batch {
+            jobs: vec![(seq, record.clone())],
+            next_job: Some(seq + 1),
+            ..Default::default()
+        };
+        if let Err(e) = self.db.commit(&batch) {
+            self.refund_unstored_escrow(&submit.job);
+            return Err(db_err(e));
+        }
+        self.next_job = seq + 1;
+        if let Err(e) = self.ledger.seal_block(now) {
+            return Err(ApiError::internal(format!("ledger: {e}")));
+        }
+        if let Err(e) = self.sched.add_job(lode_sched::JobId(seq), spec, now) {
+            return Err(ApiError::bad_request("job_rejected", e.to_string()));
+        }
+        let wire = submit.job;
+        self.by_wire.insert(wire, seq);
+        self.jobs.insert(
+            seq,
+            JobState {
+                wire,
+                record,
+                submit,
+                completed: 0,
+                failed: 0,
+                fuel_verified: 0,
+                pending: HashMap::new(),
+            },
+        );
+        self.metrics.jobs_submitted.inc();
+        self.metrics.units_submitted.add(u64::from(units));
+        self.job_view(&wire)
+            .ok_or_else(|| ApiError::internal("job vanished"))
+    }
+
+    /// An escrow entered the open block but the job could not be stored (local
+    /// disk failure): close it at once with a full refund, so no funds stay locked
+    /// for a job the gateway does not know.
+    fn refund_unstored_escrow(&mut self, job: &Hash32) {
+        tracing::error!(job = %job, "gateway store commit failed after the escrow was queued; refunding it");
+        match self.ledger.settlement(job, true) {
+            Ok(s) => {
+                if let Err(e) = self.ledger.submit(Entry::Settlement(s)) {
+                    tracing::error!(job = %job, error = %e, "refund settlement rejected");
+                }
+            }
+            Err(e) => {
+                tracing::error!(job = %job, error = %e, "refund settlement could not be built")
+            }
+        }
+    }
+
+    pub fn cancel_job(
+        &mut self,
+        requester: Did,
+        job: Hash32,
+        now: u64,
+    ) -> Result<JobView, ApiError> {
+        let seq = *self.by_wire.get(&job).ok_or_else(|| unknown_job(&job))?;
+        let js = self.jobs.get(&seq).ok_or_else(|| unknown_job(&job))?;
+        if js.record.requester != requester {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "not_your_job",
+                "only the requester who submitted a job can cancel it",
+            ));
+        }
+        if js.record.status != JobStatus::Running {
+            return Err(ApiError::conflict(
+                "job_not_running",
+                format!("job {job} is already {}", js.record.status.as_str()),
+            ));
+        }
+        let mut out = Vec::new();
+        self.sched
+            .cancel_job(lode_sched::JobId(seq), now, &mut out)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut batch = Batch::default();
+        self.apply_decisions(out, now, &mut batch);
+        // If the scheduler did not finish it (it always should on cancel), finish here.
+        if let Some(mut js) = self.jobs.remove(&seq) {
+            if js.record.status == JobStatus::Running {
+                js.record.status = JobStatus::Cancelled;
+                self.finish_job_entries(seq, &mut js, true, now, &mut batch);
+            }
+            self.jobs.insert(seq, js);
+        }
+        self.db.commit(&batch).map_err(db_err)?;
+        self.seal(now);
+        self.job_view(&job).ok_or_else(|| unknown_job(&job))
+    }
+
+    pub fn job_view(&self, job: &Hash32) -> Option<JobView> {
+        let seq = *self.by_wire.get(job)?;
+        let js = self.jobs.get(&seq)?;
+        let p = self.sched.job_progress(lode_sched::JobId(seq));
+        let lj = self.ledger.state().job(job);
+        let units = js.submit.units.len() as u32;
+        Some(JobView {
+            job: job.to_hex(),
+            name: js.submit.name.clone(),
+            requester: js.record.requester.to_string(),
+            status: js.record.status.as_str(),
+            units,
+            completed: js.completed,
+            failed: js.failed,
+            in_flight: p.as_ref().map_or(0, |p| p.in_flight),
+            remaining: units - js.completed - js.failed,
+            quorum: js.submit.verification.quorum,
+            created_ms: js.record.created_ms,
+            finished_ms: js.record.finished_ms,
+            escrowed: lj.map_or(0, |j| j.escrowed).to_string(),
+            cost_so_far: lj.map_or(0, |j| j.owed + j.paid).to_string(),
+            refunded: lj.map_or(0, |j| j.refunded).to_string(),
+            fuel_verified: js.fuel_verified.to_string(),
+        })
+    }
+
+    pub fn jobs_list(&self) -> Vec<JobView> {
+        let mut seqs: Vec<_> = self.jobs.keys().copied().collect();
+        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        seqs.iter()
+            .filter_map(|s| self.job_view(&self.jobs[s].wire))
+            .collect()
+    }
+
+    pub fn job_results(&self, job: &Hash32) -> Result<Vec<UnitResultView>, ApiError> {
+        let seq = *self.by_wire.get(job).ok_or_else(|| unknown_job(job))?;
+        let js = &self.jobs[&seq];
+        let outcomes: HashMap<u32, UnitOutcomeRecord> =
+            self.db.outcomes(seq).map_err(db_err)?.into_iter().collect();
+        Ok((0..js.submit.units.len() as u32)
+            .map(|u| match outcomes.get(&u) {
+                Some(UnitOutcomeRecord::Verified {
+                    output_hash,
+                    exit_code,
+                    fuel_used,
+                    error,
+                    output,
+                    credited,
+                    basis,
+                }) => UnitResultView {
+                    unit: u,
+                    status: "verified",
+                    exit_code: (*exit_code != ERROR_EXIT_CODE).then_some(*exit_code),
+                    fuel_used: Some(*fuel_used),
+                    output_hash: Some(output_hash.to_hex()),
+                    stdout: error.is_none().then(|| hex::encode(output)),
+                    error: error.clone(),
+                    credited: credited.iter().map(|d| d.to_string()).collect(),
+                    basis: Some(basis.clone()),
+                },
+                Some(UnitOutcomeRecord::Failed { reason }) => UnitResultView {
+                    unit: u,
+                    status: "failed",
+                    exit_code: None,
+                    fuel_used: None,
+                    output_hash: None,
+                    stdout: None,
+                    error: Some(reason.clone()),
+                    credited: vec![],
+                    basis: None,
+                },
+                None => UnitResultView {
+                    unit: u,
+                    status: if js.record.status == JobStatus::Cancelled {
+                        "cancelled"
+                    } else {
+                        "pending"
+                    },
+                    exit_code: None,
+                    fuel_used: None,
+                    output_hash: None,
+                    stdout: None,
+                    error: None,
+                    credited: vec![],
+                    basis: None,
+                },
+            })
+            .collect())
+    }
+
+    // ---------------------------------------------------------------- nodes
+
+    pub fn hello(
+        &mut self,
+        o: Opened<NodeHello>,
+        ip: IpAddr,
+        now: u64,
+    ) -> Result<HelloResponse, ApiError> {
+        let h = &o.message;
+        let c = &h.capacity;
+        if c.slots == 0 || c.speed_fuel_per_s == 0 || c.memory_bytes == 0 {
+            return Err(ApiError::bad_request(
+                "bad_capacity",
+                "slots, speed and memory must be positive",
+            ));
+        }
+        if let Some(r) = &h.region {
+            Region::new(r).map_err(|e| ApiError::bad_request("bad_region", e.0))?;
+        }
+        let operator = h.operator.unwrap_or(o.signer);
+        let register_nonce = match self.ledger.state().node(&o.signer) {
+            Some(n) if n.operator == operator && n.payout == h.payout => None,
+            _ => Some(self.ledger.state().next_nonce(&o.signer)),
+        };
+        self.hellos.retain(|_, p| p.expires_ms > now);
+        let challenge = random::<32>();
+        self.hellos.insert(
+            o.signer,
+            PendingHello {
+                challenge,
+                hello: o.message,
+                ip,
+                expires_ms: now + self.cfg.challenge_ttl_ms,
+                register_nonce,
+            },
+        );
+        Ok(HelloResponse {
+            challenge,
+            chain_id: self.ledger.chain_id(),
+            register_nonce,
+            gateway: self.validator(),
+            challenge_ttl_ms: self.cfg.challenge_ttl_ms,
+            now_ms: now,
+        })
+    }
+
+    pub fn auth(&mut self, o: Opened<NodeAuth>, now: u64) -> Result<AuthResponse, ApiError> {
+        let node = o.signer;
+        let pending = self
+            .hellos
+            .remove(&node)
+            .filter(|p| p.expires_ms > now)
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "no_challenge",
+                    "no live challenge for this node: send a hello first",
+                )
+            })?;
+        if pending.challenge != o.message.challenge {
+            return Err(ApiError::unauthorized(
+                "bad_challenge",
+                "the signed challenge is not the one issued",
+            ));
+        }
+        let operator = pending.hello.operator.unwrap_or(node);
+        if pending.register_nonce.is_some() {
+            let env = o.message.register.clone().ok_or_else(|| {
+                ApiError::bad_request(
+                    "registration_required",
+                    "this node must register on the ledger: include a signed RegisterNode entry",
+                )
+            })?;
+            let reg = env.open_signed::<RegisterNode>().map_err(ApiError::from)?;
+            if reg.signer != node
+                || reg.message.operator != operator
+                || reg.message.payout != pending.hello.payout
+            {
+                return Err(ApiError::bad_request(
+                    "bad_registration",
+                    "the registration must be signed by the node and match its hello",
+                ));
+            }
+            self.ledger
+                .submit(Entry::RegisterNode(env))
+                .map_err(ledger_err)?;
+        }
+        // One session per node: a new login replaces the old one (its leases are lost).
+        if let Some(old) = self.node_session.remove(&node) {
+            self.sessions.remove(&old);
+            let mut out = Vec::new();
+            let _ = self.sched.node_left(&node, now, &mut out);
+            let mut batch = Batch::default();
+            self.apply_decisions(out, now, &mut batch);
+            self.db.commit(&batch).map_err(db_err)?;
+        }
+        let h = &pending.hello;
+        let trust = self.db.node(&node).map_err(db_err)?.map(|r| TrustState {
+            consecutive_valid: r.consecutive_valid,
+            reputation: r.reputation,
+        });
+        let ip_group = if self.cfg.loopback_distinct && pending.ip.is_loopback() {
+            IpGroup::from_u64(u64::from_be_bytes(
+                node.public_key_bytes()[..8].try_into().unwrap_or_default(),
+            ))
+        } else {
+            IpGroup::from_ip(pending.ip)
+        };
+        let info = NodeInfo {
+            slots: h.capacity.slots,
+            memory_bytes: h.capacity.memory_bytes,
+            speed_fuel_per_s: h.capacity.speed_fuel_per_s,
+            region: h
+                .region
+                .as_deref()
+                .and_then(|r| Region::new(r).ok())
+                .unwrap_or_default(),
+            latency_ms: 0,
+            price_floor: h.min_price_per_fuel,
+            operator: OperatorId::of(operator.public_key_bytes()),
+            ip_group,
+            trust,
+        };
+        self.sched
+            .node_joined(node, info, now)
+            .map_err(|e| ApiError::bad_request("node_rejected", e.to_string()))?;
+        let session = random::<16>();
+        self.sessions.insert(
+            session,
+            Session {
+                node,
+                last_seen_ms: now,
+            },
+        );
+        self.node_session.insert(node, session);
+        self.metrics.nodes_online.set(self.sessions.len() as u64);
+        Ok(AuthResponse {
+            session,
+            poll_timeout_ms: self.cfg.poll_timeout_ms,
+            heartbeat_timeout_ms: self.cfg.heartbeat_timeout_ms,
+        })
+    }
+
+    /// Records a poll's reports and hand-backs (durably) and hands out work.
+    /// Returns the response; an empty `assignments` with `want > 0` means the
+    /// caller may wait for work and call [`Core::take_work`].
+    pub fn poll(&mut self, o: &Opened<NodePoll>, now: u64) -> Result<PollResponse, ApiError> {
+        let node = o.signer;
+        let sess = self
+            .sessions
+            .get_mut(&o.message.session)
+            .filter(|s| s.node == node)
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "unknown_session",
+                    "unknown or expired session: say hello again",
+                )
+            })?;
+        sess.last_seen_ms = now;
+        let mut out = Vec::new();
+        let mut batch = Batch::default();
+        let mut resp = PollResponse {
+            now_ms: now,
+            ..Default::default()
+        };
+        for r in &o.message.reports {
+            match self.record_report(node, r, now, &mut out, &mut batch) {
+                Ok(()) => resp.accepted += 1,
+                Err(reason) => resp.rejected.push((r.unit, reason)),
+            }
+        }
+        for u in &o.message.handed_back {
+            if let Some(&seq) = self.by_wire.get(&u.job) {
+                let _ = self.sched.report_failure(
+                    &node,
+                    lode_sched::UnitRef::new(lode_sched::JobId(seq), u.unit),
+                    now,
+                    &mut out,
+                );
+            }
+        }
+        self.apply_decisions(out, now, &mut batch);
+        self.db.commit(&batch).map_err(db_err)?;
+        resp.cancel = self.cancels.remove(&node).unwrap_or_default();
+        resp.assignments = self.take_work(&node, o.message.want, now)?;
+        Ok(resp)
+    }
+
+    /// Assignments for `node`, up to `want`.
+    pub fn take_work(
+        &mut self,
+        node: &Did,
+        want: u32,
+        now: u64,
+    ) -> Result<Vec<wire::Assignment>, ApiError> {
+        if want == 0 {
+            return Ok(vec![]);
+        }
+        let mut got = Vec::new();
+        self.sched
+            .request_work(node, want, now, &mut got)
+            .map_err(|e| ApiError::conflict("node_not_ready", e.to_string()))?;
+        let mut out = Vec::with_capacity(got.len());
+        for a in got {
+            let Some(js) = self.jobs.get(&a.unit.job.0) else {
+                continue;
+            };
+            let Some(input) = js.submit.units.get(a.unit.index as usize) else {
+                continue;
+            };
+            out.push(wire::Assignment {
+                unit: wire::UnitRef {
+                    job: js.wire,
+                    unit: a.unit.index,
+                },
+                module: js.submit.module,
+                input: input.clone(),
+                limits: js.submit.limits,
+                deadline_ms: a.deadline_ms,
+            });
+        }
+        self.metrics.units_assigned.add(out.len() as u64);
+        Ok(out)
+    }
+
+    fn record_report(
+        &mut self,
+        node: Did,
+        r: &wire::UnitReport,
+        now: u64,
+        out: &mut Vec<Decision<Did>>,
+        batch: &mut Batch,
+    ) -> Result<(), String> {
+        let seq = *self.by_wire.get(&r.unit.job).ok_or("unknown job")?;
+        let js = self.jobs.get(&seq).ok_or("unknown job")?;
+        let (exit_code, fuel_used, output) = match &r.outcome {
+            UnitOutcome::Completed {
+                exit_code,
+                fuel_used,
+                stdout,
+            } => (*exit_code, *fuel_used, stdout.clone()),
+            UnitOutcome::Failed { error, fuel_used } => {
+                (ERROR_EXIT_CODE, *fuel_used, error.clone().into_bytes())
+            }
+        };
+        if fuel_used > js.submit.limits.fuel {
+            return Err(format!(
+                "fuel_used {fuel_used} exceeds the unit's fuel limit {}",
+                js.submit.limits.fuel
+            ));
+        }
+        if output.len() as u64 > js.submit.limits.max_output_bytes.max(4096) {
+            return Err("output exceeds the unit's output limit".into());
+        }
+        let digest = ResultDigest {
+            output_hash: Hash32::sha256(&output),
+            exit_code,
+            fuel_used,
+        };
+        let unit = lode_sched::UnitRef::new(lode_sched::JobId(seq), r.unit.unit);
+        let outcome = self
+            .sched
+            .submit_result(&node, unit, digest, now, out)
+            .map_err(|e| e.to_string())?;
+        self.metrics.results_received.inc();
+        let rec = ReportRecord {
+            exit_code,
+            fuel_used,
+            output,
+        };
+        if matches!(outcome, lode_sched::ResultOutcome::Counted) {
+            batch.reports.push(((seq, r.unit.unit, node), rec.clone()));
+        }
+        if let Some(js) = self.jobs.get_mut(&seq) {
+            js.pending.insert((r.unit.unit, node), rec);
+        }
+        Ok(())
+    }
+
+    /// Executes scheduler decisions: results, ledger receipts, settlements.
+    fn apply_decisions(&mut self, decisions: Vec<Decision<Did>>, now: u64, batch: &mut Batch) {
+        for d in decisions {
+            match d {
+                Decision::Completed(c) => self.on_completed(c, batch),
+                Decision::Failed { unit, reason } => {
+                    let seq = unit.job.0;
+                    if let Some(js) = self.jobs.get_mut(&seq) {
+                        js.failed += 1;
+                        let nodes: Vec<Did> = js
+                            .pending
+                            .keys()
+                            .filter(|(u, _)| *u == unit.index)
+                            .map(|(_, n)| *n)
+                            .collect();
+                        js.pending.retain(|(u, _), _| *u != unit.index);
+                        batch.clear_reports.push((seq, unit.index, nodes));
+                        batch.outcomes.push((
+                            (seq, unit.index),
+                            UnitOutcomeRecord::Failed {
+                                reason: fail_reason_text(&reason),
+                            },
+                        ));
+                        self.metrics.units_failed.inc();
+                    }
+                }
+                Decision::Cancel { node, unit } => {
+                    if let Some(js) = self.jobs.get(&unit.job.0) {
+                        self.cancels.entry(node).or_default().push(wire::UnitRef {
+                            job: js.wire,
+                            unit: unit.index,
+                        });
+                    }
+                }
+                Decision::LeaseLost { .. } => self.metrics.leases_lost.inc(),
+                Decision::Trust(t) => {
+                    let flags = self
+                        .db
+                        .node(&t.node)
+                        .ok()
+                        .flatten()
+                        .map(|r| r.flags)
+                        .unwrap_or_default();
+                    batch.nodes.push((
+                        t.node,
+                        NodeRecord {
+                            consecutive_valid: t.trust.consecutive_valid,
+                            reputation: t.trust.reputation,
+                            flags,
+                        },
+                    ));
+                }
+                Decision::Flagged { node, flag } => {
+                    tracing::warn!(node = %node, ?flag, "node flagged");
+                    self.metrics.flags_raised.inc();
+                }
+                Decision::JobFinished { job, cancelled, .. } => {
+                    if let Some(mut js) = self.jobs.remove(&job.0) {
+                        if js.record.status == JobStatus::Running {
+                            self.finish_job_entries(job.0, &mut js, cancelled, now, batch);
+                        }
+                        self.jobs.insert(job.0, js);
+                    }
+                    let _ = self.sched.remove_job(job);
+                }
+                Decision::Assigned { .. } | Decision::Rejected { .. } => {}
+            }
+        }
+    }
+
+    fn on_completed(&mut self, c: lode_sched::Completion<Did>, batch: &mut Batch) {
+        let seq = c.unit.job.0;
+        let Some(js) = self.jobs.get_mut(&seq) else {
+            return;
+        };
+        let unit = c.unit.index;
+        let mut credited = c.credited.clone();
+        credited.sort();
+        let Some(rec) = credited
+            .iter()
+            .find_map(|n| js.pending.get(&(unit, *n)))
+            .cloned()
+        else {
+            tracing::error!(job = %js.wire, unit, "completed unit without a stored output");
+            return;
+        };
+        let nodes: Vec<Did> = js
+            .pending
+            .keys()
+            .filter(|(u, _)| *u == unit)
+            .map(|(_, n)| *n)
+            .collect();
+        js.pending.retain(|(u, _), _| *u != unit);
+        batch.clear_reports.push((seq, unit, nodes));
+        let error = (rec.exit_code == ERROR_EXIT_CODE)
+            .then(|| String::from_utf8_lossy(&rec.output).into_owned());
+        batch.outcomes.push((
+            (seq, unit),
+            UnitOutcomeRecord::Verified {
+                output_hash: c.result.output_hash,
+                exit_code: c.result.exit_code,
+                fuel_used: c.result.fuel_used,
+                error,
+                output: rec.output,
+                credited: credited.clone(),
+                basis: basis_text(&c.basis),
+            },
+        ));
+        js.completed += 1;
+        js.fuel_verified += u128::from(c.result.fuel_used) * credited.len() as u128;
+        let wire = js.wire;
+        self.metrics.units_verified.inc();
+        for node in &credited {
+            let r = receipt(
+                wire,
+                unit,
+                *node,
+                c.result.fuel_used,
+                c.result.output_hash,
+                &credited,
+            );
+            if let Err(e) = self.ledger.submit(Entry::WorkReceipt(r)) {
+                tracing::error!(job = %wire, unit, node = %node, error = %e, "work receipt rejected by the ledger");
+            }
+        }
+    }
+
+    /// Marks a job finished/cancelled and queues its closing settlement.
+    fn finish_job_entries(
+        &mut self,
+        seq: u64,
+        js: &mut JobState,
+        cancelled: bool,
+        now: u64,
+        batch: &mut Batch,
+    ) {
+        js.record.status = if cancelled {
+            JobStatus::Cancelled
+        } else {
+            JobStatus::Finished
+        };
+        js.record.finished_ms.get_or_insert(now);
+        js.pending.clear();
+        match self.ledger.settlement(&js.wire, true) {
+            Ok(s) => match self.ledger.submit(Entry::Settlement(s)) {
+                Ok(()) => js.record.settled = true,
+                Err(e) => tracing::error!(job = %js.wire, error = %e, "settlement rejected"),
+            },
+            Err(LedgerError::Entry(lode_ledger::EntryError::JobClosed(_))) => {
+                js.record.settled = true
+            }
+            Err(e) => tracing::error!(job = %js.wire, error = %e, "settlement could not be built"),
+        }
+        batch.jobs.push((seq, js.record.clone()));
+        self.metrics.jobs_finished.inc();
+    }
+
+    // ----------------------------------------------------------- background
+
+    /// Lease expiry and silent nodes. Returns whether work became available.
+    pub fn tick(&mut self, now: u64) -> bool {
+        let mut out = Vec::new();
+        self.sched.tick(now, &mut out);
+        let timeout = self.cfg.heartbeat_timeout_ms;
+        let gone: Vec<([u8; 16], Did)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| now.saturating_sub(s.last_seen_ms) > timeout)
+            .map(|(k, s)| (*k, s.node))
+            .collect();
+        for (k, node) in gone {
+            tracing::info!(node = %node, "node silent past the heartbeat timeout; its leases are re-issued");
+            self.sessions.remove(&k);
+            self.node_session.remove(&node);
+            let _ = self.sched.node_left(&node, now, &mut out);
+        }
+        self.metrics.nodes_online.set(self.sessions.len() as u64);
+        let work = out.iter().any(|d| matches!(d, Decision::LeaseLost { .. }));
+        let mut batch = Batch::default();
+        self.apply_decisions(out, now, &mut batch);
+        if let Err(e) = self.db.commit(&batch) {
+            tracing::error!(error = %e, "gateway store commit failed in tick");
+        }
+        work
+    }
+
+    /// Seals the open ledger block (closing due epochs).
+    pub fn seal(&mut self, now: u64) {
+        match self.ledger.seal_block(now) {
+            Ok(Some(b)) => {
+                self.metrics.blocks_sealed.inc();
+                self.metrics.ledger_height.set(b.height);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "sealing a ledger block failed"),
+        }
+    }
+
+    pub fn ledger_due(&self, now: u64) -> bool {
+        self.ledger.pending_len() > 0 || self.ledger.epoch_due(now)
+    }
+
+    pub fn node_session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn node_of_session(&self, session: &[u8; 16]) -> Option<Did> {
+        self.sessions.get(session).map(|s| s.node)
+    }
+
+    pub fn nodes_view(&self) -> Vec<serde_json::Value> {
+        self.sessions
+            .values()
+            .map(|s| {
+                let st = self.sched.node_status(&s.node);
+                serde_json::json!({
+                    "node": s.node.to_string(),
+                    "last_seen_ms": s.last_seen_ms,
+                    "slots": st.as_ref().map(|x| x.slots),
+                    "in_flight": st.as_ref().map(|x| x.in_flight),
+                    "trusted": st.as_ref().map(|x| x.trusted),
+                    "reputation": st.as_ref().map(|x| x.trust.reputation),
+                    "consecutive_valid": st.as_ref().map(|x| x.trust.consecutive_valid),
+                    "flags": st.as_ref().map(|x| x.flags.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>()),
+                })
+            })
+            .collect()
+    }
+}
+
+fn unknown_job(job: &Hash32) -> ApiError {
+    ApiError::not_found("unknown_job", format!("no job {job} on this gateway"))
+}
+
+fn receipt(
+    job: Hash32,
+    unit: u32,
+    node: Did,
+    fuel: u64,
+    result: Hash32,
+    quorum: &[Did],
+) -> WorkReceipt {
+    WorkReceipt {
+        job,
+        unit: u64::from(unit),
+        node,
+        kind: ContributionKind::Fuel,
+        amount: fuel,
+        result,
+        quorum: quorum.to_vec(),
+    }
+}

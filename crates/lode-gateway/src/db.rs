@@ -1,0 +1,321 @@
+//! The gateway's durable state (redb, fsync on every commit).
+//!
+//! Tables (keys are big-endian so that range scans follow numeric order):
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `meta` | name | bytes (`next_job`) |
+//! | `jobs` | job seq (u64) | [`JobRecord`] |
+//! | `reports` | job seq ‖ unit ‖ node | [`ReportRecord`]: a result received, unit undecided |
+//! | `outcomes` | job seq ‖ unit | [`UnitOutcomeRecord`]: the unit's final result |
+//! | `nodes` | node public key | [`NodeRecord`]: trust carried across sessions |
+//!
+//! Everything a response acknowledges is committed before the response is sent.
+
+use lode_proto::wire::{SubmitJob, UnitLimits};
+use lode_proto::{Did, Envelope, Hash32, canonical};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+const JOBS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("jobs");
+const REPORTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("reports");
+const OUTCOMES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("outcomes");
+const NODES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("nodes");
+
+/// Why the gateway database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("gateway database: {0}")]
+    Redb(String),
+    #[error("gateway database record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+macro_rules! redb_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for DbError {
+            fn from(e: $t) -> Self {
+                DbError::Redb(e.to_string())
+            }
+        }
+    )*};
+}
+redb_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<canonical::CanonicalError> for DbError {
+    fn from(e: canonical::CanonicalError) -> Self {
+        DbError::Corrupt(e.to_string())
+    }
+}
+
+/// Lifecycle of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobStatus {
+    /// Accepted and escrowed; units are being run.
+    Running,
+    /// Every unit decided; settled on the ledger.
+    Finished,
+    /// Cancelled by the requester; settled on the ledger.
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobStatus::Running => "running",
+            JobStatus::Finished => "finished",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A job as stored: the requester's signed submission and its lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The signed `SubmitJob` envelope exactly as received.
+    pub submission: Envelope,
+    pub requester: Did,
+    pub status: JobStatus,
+    pub created_ms: u64,
+    pub finished_ms: Option<u64>,
+    /// Whether the closing settlement was written to the ledger.
+    pub settled: bool,
+}
+
+impl JobRecord {
+    /// Decodes the submission (it was verified when accepted).
+    pub fn submit_job(&self) -> Result<SubmitJob, DbError> {
+        let p: lode_proto::envelope::Payload<SubmitJob> =
+            canonical::decode(&self.submission.payload)?;
+        Ok(p.message)
+    }
+}
+
+/// A result received for an undecided unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportRecord {
+    pub exit_code: i32,
+    pub fuel_used: u64,
+    pub output: Vec<u8>,
+}
+
+/// A unit's final result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UnitOutcomeRecord {
+    Verified {
+        output_hash: Hash32,
+        exit_code: i32,
+        fuel_used: u64,
+        /// `Some(message)` when the agreed result is a deterministic sandbox error.
+        error: Option<String>,
+        output: Vec<u8>,
+        /// Nodes paid for it (sorted).
+        credited: Vec<Did>,
+        /// "quorum:N", "trusted" or "single".
+        basis: String,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// What the gateway remembers about a node between sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub consecutive_valid: u32,
+    pub reputation: u32,
+    pub flags: Vec<String>,
+}
+
+/// Writes collected while deciding, committed together.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub jobs: Vec<(u64, JobRecord)>,
+    pub reports: Vec<((u64, u32, Did), ReportRecord)>,
+    pub outcomes: Vec<((u64, u32), UnitOutcomeRecord)>,
+    /// Report rows to delete: all reports of these units.
+    pub clear_reports: Vec<(u64, u32, Vec<Did>)>,
+    pub nodes: Vec<(Did, NodeRecord)>,
+    pub next_job: Option<u64>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+            && self.reports.is_empty()
+            && self.outcomes.is_empty()
+            && self.clear_reports.is_empty()
+            && self.nodes.is_empty()
+            && self.next_job.is_none()
+    }
+}
+
+fn report_key(job: u64, unit: u32, node: &Did) -> Vec<u8> {
+    let mut k = Vec::with_capacity(44);
+    k.extend_from_slice(&job.to_be_bytes());
+    k.extend_from_slice(&unit.to_be_bytes());
+    k.extend_from_slice(node.public_key_bytes());
+    k
+}
+
+fn unit_key(job: u64, unit: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&job.to_be_bytes());
+    k[8..].copy_from_slice(&unit.to_be_bytes());
+    k
+}
+
+/// The gateway database.
+#[derive(Debug)]
+pub struct Db {
+    db: Database,
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        tx.open_table(META)?;
+        tx.open_table(JOBS)?;
+        tx.open_table(REPORTS)?;
+        tx.open_table(OUTCOMES)?;
+        tx.open_table(NODES)?;
+        tx.commit()?;
+        Ok(Self { db })
+    }
+
+    /// Commits a batch atomically and durably.
+    pub fn commit(&self, b: &Batch) -> Result<(), DbError> {
+        if b.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write()?;
+        {
+            if let Some(n) = b.next_job {
+                tx.open_table(META)?
+                    .insert("next_job", n.to_be_bytes().as_slice())?;
+            }
+            let mut jobs = tx.open_table(JOBS)?;
+            for (seq, rec) in &b.jobs {
+                jobs.insert(*seq, canonical::encode(rec)?.as_slice())?;
+            }
+            let mut reports = tx.open_table(REPORTS)?;
+            for ((job, unit, node), rec) in &b.reports {
+                reports.insert(
+                    report_key(*job, *unit, node).as_slice(),
+                    canonical::encode(rec)?.as_slice(),
+                )?;
+            }
+            for (job, unit, nodes) in &b.clear_reports {
+                for n in nodes {
+                    reports.remove(report_key(*job, *unit, n).as_slice())?;
+                }
+            }
+            let mut outcomes = tx.open_table(OUTCOMES)?;
+            for ((job, unit), rec) in &b.outcomes {
+                outcomes.insert(
+                    unit_key(*job, *unit).as_slice(),
+                    canonical::encode(rec)?.as_slice(),
+                )?;
+            }
+            let mut nodes = tx.open_table(NODES)?;
+            for (did, rec) in &b.nodes {
+                nodes.insert(
+                    did.public_key_bytes().as_slice(),
+                    canonical::encode(rec)?.as_slice(),
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn next_job(&self) -> Result<u64, DbError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(META)?;
+        Ok(match t.get("next_job")? {
+            Some(v) => {
+                let b: [u8; 8] = v
+                    .value()
+                    .try_into()
+                    .map_err(|_| DbError::Corrupt("next_job".into()))?;
+                u64::from_be_bytes(b)
+            }
+            None => 0,
+        })
+    }
+
+    pub fn jobs(&self) -> Result<Vec<(u64, JobRecord)>, DbError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(JOBS)?;
+        let mut out = vec![];
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((k.value(), canonical::decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Undecided results of one job: (unit, node, record).
+    pub fn reports(&self, job: u64) -> Result<Vec<(u32, Did, ReportRecord)>, DbError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(REPORTS)?;
+        let lo = job.to_be_bytes();
+        let hi = (job + 1).to_be_bytes();
+        let mut out = vec![];
+        for row in t.range(lo.as_slice()..hi.as_slice())? {
+            let (k, v) = row?;
+            let k = k.value();
+            if k.len() != 44 {
+                return Err(DbError::Corrupt("report key".into()));
+            }
+            let unit = u32::from_be_bytes(k[8..12].try_into().unwrap_or_default());
+            let pk: [u8; 32] = k[12..44].try_into().unwrap_or_default();
+            let node =
+                Did::from_public_key_bytes(pk).map_err(|e| DbError::Corrupt(e.to_string()))?;
+            out.push((unit, node, canonical::decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Final results of one job, by unit.
+    pub fn outcomes(&self, job: u64) -> Result<Vec<(u32, UnitOutcomeRecord)>, DbError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(OUTCOMES)?;
+        let lo = unit_key(job, 0);
+        let hi = unit_key(job + 1, 0);
+        let mut out = vec![];
+        for row in t.range(lo.as_slice()..hi.as_slice())? {
+            let (k, v) = row?;
+            let unit = u32::from_be_bytes(k.value()[8..12].try_into().unwrap_or_default());
+            out.push((unit, canonical::decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    pub fn node(&self, did: &Did) -> Result<Option<NodeRecord>, DbError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(NODES)?;
+        Ok(match t.get(did.public_key_bytes().as_slice())? {
+            Some(v) => Some(canonical::decode(v.value())?),
+            None => None,
+        })
+    }
+}
+
+/// Limits as the scheduler sees them.
+pub fn sched_limits(l: &UnitLimits) -> lode_sched::Limits {
+    lode_sched::Limits {
+        fuel: l.fuel,
+        memory_bytes: l.memory_bytes,
+        timeout_ms: Some(l.timeout_ms),
+    }
+}

@@ -1,0 +1,169 @@
+//! Full verification of a ledger directory: replay from genesis, checking
+//! every block's encoding, height, link, time, validator signature, entries
+//! root, every entry's signature and rules, and every state root; then the
+//! conservation invariants and the claims index. Never trusts snapshots.
+
+use crate::block::Block;
+use crate::entry::Entry;
+use crate::error::BlockError;
+use crate::state::State;
+use crate::store::{BlockStore, StoreError, for_each_block};
+use lode_proto::Hash32;
+use lode_proto::canonical::CanonicalError;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// What a successful verification covered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub chain_id: Hash32,
+    pub blocks: u64,
+    pub head_height: u64,
+    pub head_hash: Hash32,
+    pub state_root: Hash32,
+    pub entries: u64,
+    /// Account-originated entries whose signatures were checked.
+    pub signed_entries: u64,
+    pub receipts: u64,
+    pub epochs_closed: u64,
+    pub accounts: u64,
+    pub nodes: u64,
+}
+
+/// Why a block failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockFault {
+    #[error("block is missing (gap in the chain)")]
+    Missing,
+    #[error("stored bytes do not decode: {0}")]
+    Decode(CanonicalError),
+    #[error("{0}")]
+    Invalid(BlockError),
+    #[error("state invariant broken after this block: {0}")]
+    Invariant(String),
+}
+
+/// Why verification failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("cannot read the ledger: {0}")]
+    Store(#[from] StoreError),
+    #[error("the ledger is empty")]
+    Empty,
+    #[error("block {height} is bad: {fault}")]
+    Block { height: u64, fault: BlockFault },
+    #[error("claims index disagrees with the replayed state: {0}")]
+    ClaimsIndex(String),
+}
+
+impl VerifyError {
+    /// The first bad height, when a block is at fault.
+    pub fn height(&self) -> Option<u64> {
+        match self {
+            VerifyError::Block { height, .. } => Some(*height),
+            _ => None,
+        }
+    }
+}
+
+/// Verifies the ledger in `dir` (read-only; works while a gateway writes it;
+/// a database left by a crashed writer is first recovered, see
+/// [`BlockStore::open_for_reading`]).
+pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
+    let store = BlockStore::open_for_reading(dir)?;
+    verify_store(&store)
+}
+
+/// Verifies an open store. Blocks are read and decoded on one thread while
+/// the previous ones are applied on this one (at most a few blocks in flight).
+pub fn verify_store(store: &BlockStore) -> Result<VerifyReport, VerifyError> {
+    let mut state: Option<State> = None;
+    let mut expected: u64 = 0;
+    let mut err: Option<VerifyError> = None;
+    let mut entries: u64 = 0;
+    let mut signed: u64 = 0;
+    let mut receipts: u64 = 0;
+    let read = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Result<Block, CanonicalError>)>(4);
+        let reader = s.spawn(move || {
+            for_each_block(store, |height, bytes| {
+                tx.send((height, Block::from_bytes(bytes))).is_ok()
+            })
+        });
+        for (height, decoded) in rx {
+            let fail = |fault| VerifyError::Block { height, fault };
+            if height != expected {
+                err = Some(VerifyError::Block {
+                    height: expected,
+                    fault: BlockFault::Missing,
+                });
+                break;
+            }
+            let block = match decoded {
+                Ok(b) => b,
+                Err(e) => {
+                    err = Some(fail(BlockFault::Decode(e)));
+                    break;
+                }
+            };
+            let r = match &mut state {
+                None => State::from_genesis_block(&block).map(|s| {
+                    state = Some(s);
+                }),
+                Some(s) => s.apply_block(&block),
+            };
+            if let Err(e) = r {
+                err = Some(fail(BlockFault::Invalid(e)));
+                break;
+            }
+            for e in &block.entries {
+                entries += 1;
+                if e.envelope().is_some() {
+                    signed += 1;
+                }
+                if matches!(e, Entry::WorkReceipt(_)) {
+                    receipts += 1;
+                }
+            }
+            expected += 1;
+        }
+        // Dropping the receiver (above) stops the reader at its next block.
+        reader.join().unwrap_or(Ok(()))
+    });
+    if err.is_none() {
+        read?;
+    }
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let state = state.ok_or(VerifyError::Empty)?;
+    if let Err(m) = state.check_invariants() {
+        return Err(VerifyError::Block {
+            height: state.height(),
+            fault: BlockFault::Invariant(m),
+        });
+    }
+    // The claims index (derived) must agree with the replayed state.
+    let indexed = store.claims_at(state.height())?;
+    let actual: std::collections::BTreeMap<_, _> = state.claims().map(|(a, v)| (*a, *v)).collect();
+    if indexed != actual {
+        return Err(VerifyError::ClaimsIndex(format!(
+            "{} indexed addresses, {} in the state",
+            indexed.len(),
+            actual.len()
+        )));
+    }
+    Ok(VerifyReport {
+        chain_id: state.chain_id(),
+        blocks: expected,
+        head_height: state.height(),
+        head_hash: state.head_hash(),
+        state_root: state.state_root(),
+        entries,
+        signed_entries: signed,
+        receipts,
+        epochs_closed: state.epoch(),
+        accounts: state.accounts().count() as u64,
+        nodes: state.nodes().count() as u64,
+    })
+}

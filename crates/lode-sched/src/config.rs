@@ -1,0 +1,152 @@
+//! Scheduler configuration with documented defaults.
+
+use crate::error::ConfigError;
+use serde::{Deserialize, Serialize};
+
+/// Reputation is an integer in `0..=REPUTATION_MAX`.
+pub const REPUTATION_MAX: u32 = 1000;
+
+/// Hard cap on `JobSpec::max_replicas` (keeps per-unit bookkeeping in bytes).
+pub const MAX_REPLICAS_LIMIT: u8 = 32;
+
+/// How reputation moves. Reputation orders nothing by itself; it gates how much
+/// work a node may hold (probation) and is what the gateway shows and persists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReputationRules {
+    /// Reputation of a node seen for the first time.
+    pub initial: u32,
+    /// Gain per quorum-verified valid result.
+    pub valid_gain: u32,
+    /// Loss per invalid result (disagreeing with the accepted result).
+    pub invalid_loss: u32,
+    /// Loss per lease lost by expiry or disconnection.
+    pub lost_loss: u32,
+    /// Loss per unit the node reported it could not run.
+    pub error_loss: u32,
+    /// Loss per behaviour flag.
+    pub flag_loss: u32,
+    /// Below this a node is on probation: at most one unit in flight.
+    pub probation_below: u32,
+}
+
+impl Default for ReputationRules {
+    fn default() -> Self {
+        Self {
+            initial: 500,
+            valid_gain: 10,
+            invalid_loss: 200,
+            lost_loss: 50,
+            error_loss: 10,
+            flag_loss: 100,
+            probation_below: 200,
+        }
+    }
+}
+
+/// Thresholds of the behaviour flags.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlagRules {
+    /// A result implying a speed above `claimed × tolerance` is `TooFast`; one below
+    /// `claimed / tolerance` counts as slow.
+    pub speed_tolerance: u32,
+    /// Samples needed before a ratio-based flag can be raised.
+    pub min_samples: u32,
+    /// `SlowerThanClaimed` when more than this share (‰) of results are slow.
+    pub slow_permille: u32,
+    /// Time between assignment and result that is never held against a node's
+    /// speed: queueing in the node's batch, result batching and network round trips.
+    /// A result is slow only when `elapsed − grace` exceeds `tolerance ×` the
+    /// run time the claimed speed implies. Without it every node running short
+    /// units looks slow (their run time is dwarfed by fixed overhead).
+    pub slow_grace_ms: u64,
+    /// `HighDissent` when more than this share (‰) of verified results are invalid.
+    pub dissent_permille: u32,
+    /// `RepeatedExpiry` when more than this share (‰) of assignments are lost...
+    pub expiry_permille: u32,
+    /// ...and at least this many were lost.
+    pub min_expired: u32,
+}
+
+impl Default for FlagRules {
+    fn default() -> Self {
+        Self {
+            speed_tolerance: 4,
+            min_samples: 10,
+            slow_permille: 500,
+            slow_grace_ms: 2_000,
+            dissent_permille: 200,
+            expiry_permille: 300,
+            min_expired: 5,
+        }
+    }
+}
+
+/// Scheduler configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// CV (consecutive quorum-verified valid results) at which a node is trusted.
+    pub trust_threshold: u32,
+    /// A trusted node's unit is spot-checked with probability `1 / min(CV, cap)`.
+    /// `u32::MAX` (default) is BOINC's rule, `1/CV`; a lower cap keeps a floor
+    /// under the spot-check rate.
+    pub spot_check_cv_cap: u32,
+    /// Lease = expected run time (fuel / speed) × this / 100, at least the floor,
+    /// plus two round trips.
+    pub lease_slack_percent: u32,
+    pub lease_floor_ms: u64,
+    pub lease_cap_ms: u64,
+    /// Most units handed out per request.
+    pub max_batch: u32,
+    /// Most units in one job (16 bytes of state each, allocated on submission).
+    pub max_units_per_job: u32,
+    /// How deep a job's queue of units awaiting extra replicas is searched for one
+    /// the asking node may take (it must not share node, operator or IP group with
+    /// an earlier replica).
+    pub retry_scan_limit: u32,
+    /// A soft region preference lets other regions in after this long without a
+    /// node of the region taking a unit.
+    pub region_grace_ms: u64,
+    pub reputation: ReputationRules,
+    pub flags: FlagRules,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            trust_threshold: 10,
+            spot_check_cv_cap: u32::MAX,
+            lease_slack_percent: 300,
+            lease_floor_ms: 10_000,
+            lease_cap_ms: 24 * 3600 * 1000,
+            max_batch: 256,
+            max_units_per_job: 10_000_000,
+            retry_scan_limit: 32,
+            region_grace_ms: 5_000,
+            reputation: ReputationRules::default(),
+            flags: FlagRules::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.trust_threshold == 0 {
+            return Err(ConfigError::ZeroTrustThreshold);
+        }
+        if self.lease_slack_percent < 100 {
+            return Err(ConfigError::SlackBelowOne);
+        }
+        if self.max_batch == 0 {
+            return Err(ConfigError::ZeroBatch);
+        }
+        if self.retry_scan_limit == 0 {
+            return Err(ConfigError::ZeroScan);
+        }
+        let r = &self.reputation;
+        if r.initial > REPUTATION_MAX || r.probation_below > REPUTATION_MAX {
+            return Err(ConfigError::Reputation);
+        }
+        Ok(())
+    }
+}

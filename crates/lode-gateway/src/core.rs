@@ -42,6 +42,10 @@ pub struct CoreConfig {
     /// Treat every loopback client as its own host (a local devnet), instead of
     /// grouping them under one IP.
     pub loopback_distinct: bool,
+    /// Most units a node may queue beyond its slots (it asks for its own queue in
+    /// `NodeCapacity::queue`). A queued unit's lease runs while it waits, so this
+    /// bounds how much work one slow or vanished node can sit on.
+    pub max_node_queue: u32,
 }
 
 impl Default for CoreConfig {
@@ -52,6 +56,7 @@ impl Default for CoreConfig {
             heartbeat_timeout_ms: 60_000,
             max_units_per_job: 1_000_000,
             loopback_distinct: true,
+            max_node_queue: 256,
         }
     }
 }
@@ -766,7 +771,12 @@ impl Core {
             IpGroup::from_ip(pending.ip)
         };
         let info = NodeInfo {
-            slots: h.capacity.slots,
+            // The scheduler's `slots` is what a node may hold at once: the units
+            // it runs plus those it queues (capped), see `CoreConfig::max_node_queue`.
+            slots: h
+                .capacity
+                .slots
+                .saturating_add(h.capacity.queue.min(self.cfg.max_node_queue)),
             memory_bytes: h.capacity.memory_bytes,
             speed_fuel_per_s: h.capacity.speed_fuel_per_s,
             region: h

@@ -264,7 +264,9 @@ async fn node_poll(
         core.check_replay(&o, now)?;
         core.poll(&o, now)?
     };
-    if !o.message.handed_back.is_empty() {
+    // Reports free the node's slots and may call for more replicas; hand-backs make
+    // units ready again: either way a waiting long poll may now get work.
+    if !o.message.handed_back.is_empty() || !o.message.reports.is_empty() {
         app.signal_work();
     }
     let want = o.message.want;

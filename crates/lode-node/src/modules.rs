@@ -111,12 +111,17 @@ impl ModuleCache {
             .get_or_try_init(|| async {
                 let bytes = self.bytes(hash, fetch).await?;
                 let sandbox = Arc::clone(&self.sandbox);
-                let compiled = tokio::task::spawn_blocking(move || sandbox.compile(&bytes))
-                    .await
-                    .map_err(|e| ModuleError::Unavailable {
-                        hash,
-                        reason: format!("compiler task failed: {e}"),
-                    })?;
+                let compiled = tokio::task::spawn_blocking(move || {
+                    let compiled = sandbox.compile(&bytes);
+                    drop(bytes);
+                    crate::host::release_free_memory();
+                    compiled
+                })
+                .await
+                .map_err(|e| ModuleError::Unavailable {
+                    hash,
+                    reason: format!("compiler task failed: {e}"),
+                })?;
                 Ok::<_, ModuleError>(compiled)
             })
             .await?;

@@ -143,6 +143,7 @@ impl Node {
         })?);
         let bench =
             self_benchmark(&sandbox, config.benchmark_time).map_err(NodeError::Benchmark)?;
+        host::release_free_memory();
         let modules = Arc::new(
             ModuleCache::new(
                 Arc::clone(&sandbox),
@@ -160,6 +161,7 @@ impl Node {
             capacity: NodeCapacity {
                 cores: host.cores,
                 slots,
+                queue: config.max_prefetch,
                 memory_bytes: memory,
                 speed_fuel_per_s: bench.fuel_per_s,
             },
@@ -408,14 +410,19 @@ impl EventLoop {
                         self.outbox.push_hand_back(u);
                     }
                     // Nothing more to wait for from a long poll: give its batch another
-                    // way out.
-                    if let Some(f) = self.long.take() {
+                    // way out. One already answered is kept: the loop reads its answer
+                    // next (aborting it would lose that answer and send the batch twice).
+                    if self.long.as_ref().is_some_and(|f| !f.handle.is_finished())
+                        && let Some(f) = self.long.take()
+                    {
                         f.handle.abort();
                         self.outbox.restore(f.batch);
                     }
                     self.phase = Phase::Flushing {
                         until: now + self.node.config.final_flush,
                     };
+                    // Possibly nothing left to say: done at once.
+                    return self.advance_phase(now);
                 }
                 false
             }
@@ -657,7 +664,7 @@ impl EventLoop {
                 // A pure request for work answered empty at once: the gateway does
                 // not hold polls, so pace them.
                 let idle_answer = reply.value.assignments.is_empty() && f.batch.is_empty();
-                self.on_answer(f.batch, reply.value);
+                self.on_answer(f.batch, f.want, reply.value);
                 if long && idle_answer && f.want > 0 && f.started.elapsed() < MIN_EMPTY_POLL {
                     self.long_not_before = Some(Instant::now() + MIN_EMPTY_POLL);
                 }
@@ -666,7 +673,7 @@ impl EventLoop {
         }
     }
 
-    fn on_answer(&mut self, batch: Batch, resp: PollResponse) {
+    fn on_answer(&mut self, batch: Batch, want: u32, resp: PollResponse) {
         let rejected: HashSet<UnitRef> = resp.rejected.iter().map(|(u, _)| *u).collect();
         for (u, why) in &resp.rejected {
             tracing::warn!(job = %u.job, unit = u.unit, reason = %why, "gateway rejected a report");
@@ -707,7 +714,8 @@ impl EventLoop {
             tracing::debug!(job = %u.job, unit = u.unit, effect = ?c, "unit cancelled by the gateway");
         }
         let accepting = self.phase == Phase::Running;
-        let admitted = self.tracker.admit(resp.assignments, accepting);
+        let room = self.tracker.room_for(want, accepting);
+        let admitted = self.tracker.admit(resp.assignments, room);
         if !admitted.hand_back.is_empty() {
             tracing::debug!(
                 units = admitted.hand_back.len(),

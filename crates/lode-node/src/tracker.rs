@@ -17,15 +17,17 @@
 //! never both. The tracker is plain data: the event loop owns it, no locks.
 //!
 //! Invariants:
-//! * `held() <= capacity` after every [`Tracker::admit`] (capacity = runner slots
-//!   plus the prefetch allowance, see `docs/design/lode-node.md`); the free count is
-//!   what the node asks the gateway for;
+//! * the node asks for at most `free() = capacity - held` units (capacity = runner
+//!   slots plus the prefetch allowance, see `docs/design/lode-node.md`) and takes
+//!   at most what it asked for, so `held <= capacity` except briefly when the
+//!   capacity shrank while a poll was in flight;
 //! * a unit is held at most once (a duplicate assignment is ignored, not run twice);
 //! * once a unit is abandoned, handed back or cancelled, any later result for it is
 //!   dropped ([`Finish::Drop`]).
 
 use lode_proto::wire::{Assignment, UnitRef};
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -143,27 +145,35 @@ impl Tracker {
         self.held.contains_key(unit)
     }
 
-    /// Takes new assignments while slots are free and `accepting` is true.
-    pub fn admit(&mut self, assignments: Vec<Assignment>, accepting: bool) -> Admitted {
+    /// Takes up to `room` new assignments (see [`Tracker::room_for`]); the rest
+    /// are to be handed back. Units already held are ignored.
+    pub fn admit(&mut self, assignments: Vec<Assignment>, room: u32) -> Admitted {
         let mut out = Admitted::default();
+        let mut room = room;
         for a in assignments {
-            if self.held.contains_key(&a.unit) {
-                out.duplicates.push(a.unit);
-            } else if !accepting || self.free() == 0 {
-                out.hand_back.push(a.unit);
-            } else {
-                let cell = Arc::new(UnitCell::default());
-                self.held.insert(
-                    a.unit,
-                    Held {
+            match self.held.entry(a.unit) {
+                Entry::Occupied(_) => out.duplicates.push(a.unit),
+                Entry::Vacant(_) if room == 0 => out.hand_back.push(a.unit),
+                Entry::Vacant(slot) => {
+                    room -= 1;
+                    let cell = Arc::new(UnitCell::default());
+                    slot.insert(Held {
                         cell: Arc::clone(&cell),
                         discard: false,
-                    },
-                );
-                out.run.push((a, cell));
+                    });
+                    out.run.push((a, cell));
+                }
             }
         }
         out
+    }
+
+    /// How many units of a poll answer to take: none when not `accepting`
+    /// (shutting down); otherwise what the poll asked for (`want`; capacity may
+    /// have shrunk since, but the node asked for them) or the free room, whichever
+    /// is larger.
+    pub fn room_for(&self, want: u32, accepting: bool) -> u32 {
+        if accepting { want.max(self.free()) } else { 0 }
     }
 
     /// A unit's task or worker is done with it.
@@ -259,36 +269,46 @@ mod tests {
     }
 
     #[test]
-    fn admits_up_to_free_slots_and_ignores_duplicates() {
+    fn admits_up_to_the_room_and_ignores_duplicates() {
         let mut t = Tracker::new(2);
         assert_eq!(t.free(), 2);
-        let a = t.admit(vec![asg(1), asg(2), asg(3)], true);
+        let room = t.room_for(0, true);
+        assert_eq!(room, 2);
+        let a = t.admit(vec![asg(1), asg(2), asg(3)], room);
         assert_eq!(a.run.len(), 2);
         assert_eq!(a.hand_back, vec![unit(3)]);
         assert_eq!(t.free(), 0);
-        let b = t.admit(vec![asg(1)], true);
+        let b = t.admit(vec![asg(1)], t.room_for(0, true));
         assert_eq!(b.duplicates, vec![unit(1)]);
         assert!(b.run.is_empty() && b.hand_back.is_empty());
         assert_eq!(t.finish(&unit(1)), Finish::Deliver);
         assert_eq!(t.free(), 1);
         assert_eq!(t.finish(&unit(1)), Finish::Drop, "only once");
-        // Shutting down: nothing new is taken.
-        let c = t.admit(vec![asg(4)], false);
+        // Shutting down: nothing new is taken, whatever was asked for.
+        assert_eq!(t.room_for(5, false), 0);
+        let c = t.admit(vec![asg(4)], t.room_for(5, false));
         assert_eq!(c.hand_back, vec![unit(4)]);
         assert_eq!(t.held(), 1);
-        // Capacity can shrink below what is held: nothing new until units finish.
+        // Capacity can shrink below what is held: no room until units finish...
         t.set_capacity(3);
-        assert_eq!(t.admit(vec![asg(5), asg(6)], true).run.len(), 2);
+        assert_eq!(t.admit(vec![asg(5), asg(6)], t.free()).run.len(), 2);
         t.set_capacity(1);
         assert_eq!(t.free(), 0);
-        assert_eq!(t.admit(vec![asg(7)], true).hand_back, vec![unit(7)]);
-        assert_eq!(t.held(), 3);
+        assert_eq!(
+            t.admit(vec![asg(7)], t.room_for(0, true)).hand_back,
+            vec![unit(7)]
+        );
+        // ...but what a poll asked for before it shrank is still taken.
+        let d = t.admit(vec![asg(8), asg(9)], t.room_for(1, true));
+        assert_eq!(d.run.len(), 1);
+        assert_eq!(d.hand_back, vec![unit(9)]);
+        assert_eq!(t.held(), 4);
     }
 
     #[test]
     fn cancel_unstarted_running_and_unknown() {
         let mut t = Tracker::new(4);
-        let a = t.admit(vec![asg(1), asg(2)], true);
+        let a = t.admit(vec![asg(1), asg(2)], 4);
         // Unit 2 starts; unit 1 is still being prepared.
         assert!(a.run[1].1.try_start());
         assert_eq!(t.cancel(&unit(1)), Cancelled::Dropped);
@@ -310,7 +330,7 @@ mod tests {
     #[test]
     fn shutdown_hands_back_unstarted_then_everything_left() {
         let mut t = Tracker::new(8);
-        let a = t.admit((1..=5).map(asg).collect(), true);
+        let a = t.admit((1..=5).map(asg).collect(), 8);
         // 1 and 2 run; 3 is cancelled while running; 4 and 5 never started.
         assert!(a.run[0].1.try_start());
         assert!(a.run[1].1.try_start());

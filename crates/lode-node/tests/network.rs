@@ -232,11 +232,17 @@ async fn runs_units_and_reports_what_the_sandbox_computes() {
 async fn quick_units_are_prefetched_beyond_the_slots() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let peer = Peer::start(PeerState::new(), 0);
+    let mut state = PeerState::new();
+    // No heartbeat wake-ups: shutdown speed below depends on the node alone.
+    state.heartbeat_timeout_ms = 60_000;
+    let peer = Peer::start(state, 0);
     let h = peer.with(|s| s.add_module(example("hello")));
     let mut cfg = config(&peer.url(), dir.path());
     cfg.slots = Some(1);
     cfg.max_prefetch = 16;
+    // Long enough that waiting either out would be unmistakable below.
+    cfg.shutdown_grace = Duration::from_secs(20);
+    cfg.final_flush = Duration::from_secs(20);
     let running = start(cfg);
     let n = 120u32;
     for i in 0..n {
@@ -260,8 +266,14 @@ async fn quick_units_are_prefetched_beyond_the_slots() {
             s.polls
         );
     });
+    // Nothing running, nothing to tell: shutdown does not wait out the grace or
+    // flush periods (20 s each here).
+    let t0 = Instant::now();
     let summary = running.shutdown().await;
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(10), "{took:?}");
     assert_eq!(summary.reported, u64::from(n));
+    assert_eq!(summary.handed_back, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

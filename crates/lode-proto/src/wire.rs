@@ -163,6 +163,9 @@ pub struct NodeCapacity {
     pub cores: u32,
     /// Units the node runs at once.
     pub slots: u32,
+    /// Units the node will hold queued beyond its slots (prefetch for short units,
+    /// so a round trip per unit does not bound throughput). The gateway caps it.
+    pub queue: u32,
     /// Memory the node offers to units, in bytes.
     pub memory_bytes: u64,
     /// Self-benchmark: fuel per second per slot.

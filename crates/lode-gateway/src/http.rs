@@ -270,7 +270,11 @@ async fn node_poll(
         app.signal_work();
     }
     let want = o.message.want;
-    if resp.assignments.is_empty() && want > 0 && resp.cancel.is_empty() {
+    // Hold only a pure request for work: a poll that carried reports or hand-backs
+    // is answered at once, so the node learns promptly that they are recorded (and
+    // does not send them again if it stops while the poll would be waiting).
+    let carried = !o.message.reports.is_empty() || !o.message.handed_back.is_empty();
+    if resp.assignments.is_empty() && want > 0 && resp.cancel.is_empty() && !carried {
         let deadline = tokio::time::Instant::now() + app.poll_timeout;
         loop {
             match tokio::time::timeout_at(deadline, rx.changed()).await {

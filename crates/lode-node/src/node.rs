@@ -506,7 +506,10 @@ impl EventLoop {
             self.long_not_before = None;
             let want = self.tracker.free().min(self.node.config.poll_batch);
             self.long = Some(self.poll(&session, want));
-        } else if self.short.is_none()
+        }
+        // Not `else`: a long poll takes at most one batch of reports, and what it
+        // left must not wait for its answer (up to the poll timeout).
+        if self.short.is_none()
             && (!self.outbox.is_empty()
                 || (self.long.is_none() && now >= self.last_poll_at + session.heartbeat_every))
         {

@@ -277,6 +277,44 @@ async fn quick_units_are_prefetched_beyond_the_slots() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_beyond_one_batch_do_not_wait_for_a_held_long_poll() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = PeerState::new();
+    // A gateway that holds a poll wanting work until there is some (here: never
+    // again), even when the poll carried reports.
+    state.poll_timeout_ms = 60_000;
+    state.heartbeat_timeout_ms = 180_000;
+    state.hold_reporting_polls = true;
+    let peer = Peer::start(state, 0);
+    let h = peer.with(|s| {
+        let h = s.add_module(example("hello"));
+        // Every unit waits for the module, so all of them finish at once.
+        s.module_delay.insert(h, Duration::from_millis(500));
+        h
+    });
+    let mut cfg = config(&peer.url(), dir.path());
+    cfg.slots = Some(8);
+    cfg.poll_batch = 3;
+    let running = start(cfg);
+    let n = 8u32;
+    for i in 0..n {
+        peer.push(assignment(unit("b", i), h, b"", &[], UnitLimits::default()));
+    }
+    // The long poll sent when they finish carries at most 3 reports and is then
+    // held; the other reports must go out on short polls meanwhile, not after
+    // the minute the long poll waits.
+    peer.wait_for("all reports", Duration::from_secs(20), |s| {
+        s.reports.len() == n as usize
+    })
+    .await;
+    assert!(peer.with(|s| s.rejected.is_empty()));
+    // (The held poll's reports are sent again on shutdown, which cannot know
+    // whether they were recorded; the peer refuses the repeats.)
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_a_module_whose_bytes_do_not_match_its_hash() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();

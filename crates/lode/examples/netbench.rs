@@ -34,6 +34,21 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Children's log level (`NETBENCH_RUST_LOG`, default `warn`) and where their
+/// stderr goes (`NETBENCH_LOGS=DIR`: `DIR/gateway.log`, `DIR/node-N.log`).
+fn child_log(cmd: &mut Command, name: &str) {
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("NETBENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+    );
+    if let Some(dir) = std::env::var_os("NETBENCH_LOGS") {
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).expect("log dir");
+        let f = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
+        cmd.stderr(f);
+    }
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -70,15 +85,14 @@ fn main() {
     let requester = KeyFile::generate(None).expect("key");
     requester.save_new(&req_path).expect("save");
 
-    let mut gw = Command::new(&bin)
-        .args(["gateway", "--data-dir"])
+    let mut gw = Command::new(&bin);
+    gw.args(["gateway", "--data-dir"])
         .arg(dir.path().join("gw"))
         .args(["--listen", "127.0.0.1:0", "--poll-timeout-ms", "2000"])
         .args(["--fund", &format!("{}=1000000", requester.did())])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("gateway");
+        .stdout(Stdio::piped());
+    child_log(&mut gw, "gateway");
+    let mut gw = gw.spawn().expect("gateway");
     let mut line = String::new();
     BufReader::new(gw.stdout.take().expect("stdout"))
         .read_line(&mut line)
@@ -94,17 +108,14 @@ fn main() {
             .expect("key")
             .save_new(&kp)
             .expect("save");
-        _nodes.push(Kill(
-            Command::new(&bin)
-                .args(["node", "--gateway", &url, "--key"])
-                .arg(&kp)
-                .arg("--data-dir")
-                .arg(dir.path().join(format!("n{i}")))
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("node"),
-        ));
+        let mut node = Command::new(&bin);
+        node.args(["node", "--gateway", &url, "--key"])
+            .arg(&kp)
+            .arg("--data-dir")
+            .arg(dir.path().join(format!("n{i}")))
+            .stdout(Stdio::null());
+        child_log(&mut node, &format!("node-{i}"));
+        _nodes.push(Kill(node.spawn().expect("node")));
     }
     let client = Client::new(&url).expect("client");
     let start = Instant::now();
@@ -153,12 +164,29 @@ fn main() {
             done as usize * q as usize
         );
     }
+    let rss: Vec<u64> = _nodes.iter().map(|k| rss_kib(k.0.id())).collect();
+    println!("node resident memory after the throughput runs (KiB): {rss:?}");
     let mut lat: Vec<Duration> = (0..latency_jobs).map(|_| run(1, 1).0).collect();
     lat.sort();
+    std::thread::sleep(Duration::from_secs(3));
+    let rss: Vec<u64> = _nodes.iter().map(|k| rss_kib(k.0.id())).collect();
+    println!("node resident memory after 3 s idle (KiB): {rss:?}");
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
     println!(
         "single-unit submit-to-result latency over {latency_jobs} jobs: p50 {:.1} ms, p99 {:.1} ms",
         pct(0.5).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3
     );
+}
+
+/// VmRSS of a process, in KiB (0 where /proc is unavailable).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

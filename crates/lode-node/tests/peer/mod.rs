@@ -46,6 +46,9 @@ pub struct PeerState {
     pub registrations: u32,
     pub poll_timeout_ms: u64,
     pub heartbeat_timeout_ms: u64,
+    /// Hold a poll that wants work even when it carried reports (as the real
+    /// gateway does); by default such a poll is answered at once.
+    pub hold_reporting_polls: bool,
     guard: ReplayGuard,
     /// Outstanding challenge and (if registration was asked for) its nonce and
     /// the payout address of the hello.
@@ -84,6 +87,7 @@ impl PeerState {
             registrations: 0,
             poll_timeout_ms: 300,
             heartbeat_timeout_ms: 3_000,
+            hold_reporting_polls: false,
             guard: ReplayGuard::default(),
             challenges: HashMap::new(),
             sessions: HashMap::new(),
@@ -402,7 +406,7 @@ async fn auth(State(app): State<App>, body: Bytes) -> Response {
 }
 
 async fn poll(State(app): State<App>, body: Bytes) -> Response {
-    let (signer, want, timeout) = {
+    let (signer, want, timeout, accepted) = {
         let mut s = app.state.lock().unwrap();
         let opened = match open::<NodePoll>(&mut s, &body) {
             Ok(o) => o,
@@ -440,7 +444,8 @@ async fn poll(State(app): State<App>, body: Bytes) -> Response {
             }
             s.handed_back.push((opened.signer, u));
         }
-        if poll.want == 0 || !rejected.is_empty() || accepted > 0 {
+        let hold_anyway = s.hold_reporting_polls && s.queue.is_empty() && s.cancel.is_empty();
+        if poll.want == 0 || !rejected.is_empty() || (accepted > 0 && !hold_anyway) {
             // Answer at once: nothing to wait for, or something to acknowledge.
             let assignments = take(&mut s, opened.signer, poll.want);
             let cancel = std::mem::take(&mut s.cancel);
@@ -456,6 +461,7 @@ async fn poll(State(app): State<App>, body: Bytes) -> Response {
             opened.signer,
             poll.want,
             Duration::from_millis(s.poll_timeout_ms),
+            accepted,
         )
     };
     // Long poll: wait for work (or a cancel) up to the poll timeout.
@@ -469,7 +475,7 @@ async fn poll(State(app): State<App>, body: Bytes) -> Response {
                 let assignments = take(&mut s, signer, want);
                 let cancel = std::mem::take(&mut s.cancel);
                 return binary(&PollResponse {
-                    accepted: 0,
+                    accepted,
                     rejected: vec![],
                     assignments,
                     cancel,

@@ -149,9 +149,11 @@
   function card(label, value, hint, id) {
     const unit = ' ' + state.symbol;
     const v = String(value);
-    const valueEl = v.endsWith(unit)
-      ? h('div', { class: 'value', id }, v.slice(0, -unit.length), h('span', { class: 'unit', text: unit }))
-      : h('div', { class: 'value', text: v, id });
+    const num = v.endsWith(unit) ? v.slice(0, -unit.length) : v;
+    const cls = 'value' + (num.length > 11 ? ' long' : '');
+    const valueEl = num !== v
+      ? h('div', { class: cls, id }, num, h('span', { class: 'unit', text: unit }))
+      : h('div', { class: cls, text: v, id });
     return h('div', { class: 'card' },
       h('div', { class: 'label', text: label }),
       valueEl,
@@ -319,9 +321,10 @@
     return h('tr', { class: 'job', 'data-job': j.job, 'data-progress': pct },
       h('td', {}, h('div', { text: j.name || 'job' }), h('div', { class: 'id muted', text: short(j.job, 12) })),
       h('td', {}, status),
-      h('td', { class: 'wide' }, h('div', { class: 'progress' }, h('div', { class: 'bar' }, fill), h('span', { class: 'pct', text: pct + '%' }))),
-      h('td', { class: 'num' }, `${count(j.completed)}/${count(j.units)}`, j.failed ? h('div', { class: 'muted', text: `${j.failed} failed` }) : null,
-        j.in_flight ? h('div', { class: 'muted', text: `${j.in_flight} in flight` }) : null),
+      h('td', { class: 'wide' },
+        h('div', { class: 'progress' }, h('div', { class: 'bar' }, fill), h('span', { class: 'pct', text: pct + '%' })),
+        h('div', { class: 'muted', text: [`${count(j.completed)}/${count(j.units)} units`,
+          j.failed ? `${j.failed} failed` : '', j.in_flight ? `${j.in_flight} in flight` : ''].filter(Boolean).join(' · ') })),
       h('td', { class: 'num', text: tokens(j.cost_so_far, 4) }));
   }
 
@@ -352,7 +355,7 @@
     );
     $('tp-chart').replaceChildren(throughputChart(series));
     $('jobs-caption').textContent = snap.jobs_total > snap.jobs.length ? `newest ${snap.jobs.length} of ${snap.jobs_total}` : '';
-    fill($('jobs-table').tBodies[0], snap.jobs.map(jobRow), 5, 'No jobs yet. Submit one with: lode job submit examples/jobs/sha256.toml');
+    fill($('jobs-table').tBodies[0], snap.jobs.map(jobRow), 4, 'No jobs yet. Submit one with: lode job submit examples/jobs/sha256.toml');
     $('nodes-caption').textContent = snap.nodes.length < snap.nodes_online ? `${snap.nodes.length} of ${snap.nodes_online} shown` : '';
     fill($('nodes-table').tBodies[0], snap.nodes.map(nodeRow), 7, 'No nodes online. Start one with: lode node --gateway URL');
   }

@@ -72,6 +72,10 @@ struct PendingHello {
 struct Session {
     node: Did,
     last_seen_ms: u64,
+    /// What the node said in its hello, for the dashboard.
+    speed_fuel_per_s: u64,
+    cpu_slots: u32,
+    region: Option<String>,
 }
 
 /// A job in memory.
@@ -799,6 +803,9 @@ impl Core {
             Session {
                 node,
                 last_seen_ms: now,
+                speed_fuel_per_s: h.capacity.speed_fuel_per_s,
+                cpu_slots: h.capacity.slots,
+                region: h.region.clone(),
             },
         );
         self.node_session.insert(node, session);
@@ -1164,6 +1171,9 @@ impl Core {
                 serde_json::json!({
                     "node": s.node.to_string(),
                     "last_seen_ms": s.last_seen_ms,
+                    "speed_fuel_per_s": s.speed_fuel_per_s,
+                    "cpu_slots": s.cpu_slots,
+                    "region": s.region,
                     "slots": st.as_ref().map(|x| x.slots),
                     "in_flight": st.as_ref().map(|x| x.in_flight),
                     "trusted": st.as_ref().map(|x| x.trusted),

@@ -62,6 +62,7 @@ pub struct App {
     metrics: Arc<crate::metrics::Metrics>,
     modules: crate::modules::ModuleStore,
     poll_timeout: Duration,
+    dashboard: Arc<crate::dashboard::Dashboard>,
 }
 
 impl std::fmt::Debug for App {
@@ -88,7 +89,17 @@ impl App {
             metrics,
             modules,
             poll_timeout,
+            dashboard: Arc::default(),
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// The web dashboard's live state (throughput ring, event streams).
+    pub fn dashboard(&self) -> &Arc<crate::dashboard::Dashboard> {
+        &self.dashboard
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Core> {
@@ -125,6 +136,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(app.clone(), guard_ip))

@@ -7,8 +7,10 @@
 
 pub mod api_error;
 pub mod core;
+pub mod dashboard;
 pub mod db;
 pub mod devnet;
+pub mod explorer;
 pub mod http;
 pub mod metrics;
 pub mod modules;
@@ -180,7 +182,14 @@ pub async fn serve(
             }
         })
     };
+    let sampler = tokio::spawn(dashboard::run_sampler(app.clone()));
     let router = http::router(app.clone());
+    let dash = app.dashboard().clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Open dashboards would otherwise hold the graceful shutdown forever.
+        dash.close();
+    };
     let result = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -189,6 +198,7 @@ pub async fn serve(
     .await;
     ticker.abort();
     sealer.abort();
+    sampler.abort();
     // Make whatever is queued durable before exiting.
     app.lock().seal(http::now_ms());
     result.map_err(GatewayError::Serve)

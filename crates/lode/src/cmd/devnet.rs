@@ -199,6 +199,11 @@ fn open_log(path: &Path) -> Result<File, DevnetError> {
     Ok(f)
 }
 
+/// A line on stderr; never fails (stderr may be a pipe that a Ctrl-C closed).
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// One supervised child process.
 #[derive(Debug)]
 struct Proc {
@@ -335,7 +340,7 @@ impl Devnet {
     fn stop(&mut self, quiet: bool) {
         let say = |m: &str| {
             if !quiet {
-                eprintln!("{m}");
+                say(m);
             }
         };
         say("stopping the nodes…");
@@ -461,16 +466,19 @@ pub fn run(args: DevnetArgs) -> Result<ExitCode> {
     match result {
         Ok(()) => {
             net.stop(quiet);
-            eprintln!(
+            say(&format!(
                 "devnet stopped; its data stays in {} (run the same command to resume)",
                 layout.root.display()
-            );
+            ));
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            say(&format!("error: {e}"));
             net.stop(quiet);
-            eprintln!("devnet stopped; logs are in {}", layout.logs().display());
+            say(&format!(
+                "devnet stopped; logs are in {}",
+                layout.logs().display()
+            ));
             Ok(ExitCode::FAILURE)
         }
     }

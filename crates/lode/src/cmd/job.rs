@@ -6,6 +6,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lode_client::{Client, ClientError, JobView, PreparedSpec, Unrunnable, check_runnable};
 use lode_proto::KeyFile;
 use lode_proto::wire::{UnitLimits, Verification};
+use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -119,6 +120,9 @@ pub struct Needs {
 /// How long a job may see no unit handed out, with nothing done, before
 /// `follow` explains why.
 const STALL: Duration = Duration::from_secs(15);
+
+/// The rate (and so the ETA) is measured over this last stretch of time.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Progress display: an indicatif bar on a terminal, periodic lines otherwise.
 enum Display {
@@ -257,7 +261,8 @@ pub fn follow(
     needs: Option<&Needs>,
     stop: Option<&AtomicBool>,
 ) -> Result<JobView> {
-    let mut first: Option<(Instant, u32)> = None;
+    // (time, done) samples of the last RATE_WINDOW, for the rate and ETA.
+    let mut samples: VecDeque<(Instant, u32)> = VecDeque::new();
     let mut display: Option<Display> = None;
     let mut last_change = Instant::now();
     let mut last_done = None;
@@ -267,8 +272,13 @@ pub fn follow(
             .job(id)
             .map_err(|e| job_error(e, id, client.base_url()))?;
         let done = v.completed + v.failed;
-        let (t0, d0) = *first.get_or_insert((Instant::now(), done));
-        let secs = t0.elapsed().as_secs_f64();
+        let now = Instant::now();
+        samples.push_back((now, done));
+        while samples.len() > 2 && samples[0].0 + RATE_WINDOW < now {
+            samples.pop_front();
+        }
+        let (t0, d0) = samples[0];
+        let secs = now.duration_since(t0).as_secs_f64();
         let rate = f64::from(done.saturating_sub(d0)) / secs.max(0.25);
         let d = display.get_or_insert_with(|| Display::new(quiet, v.units));
         if last_done != Some(done) || v.in_flight > 0 {

@@ -26,7 +26,10 @@ pub enum ClientError {
         code: String,
         message: String,
     },
-    #[error("cannot reach the gateway at {url}: {source}")]
+    #[error(
+        "cannot reach the gateway at {url}: {source}. Is a gateway running there? Start one \
+         with `lode devnet` (or `lode gateway`), or point --gateway / LODE_GATEWAY at it"
+    )]
     Connect { url: String, source: reqwest::Error },
     #[error("unexpected response from the gateway: {0}")]
     BadResponse(String),
@@ -102,6 +105,160 @@ impl UnitResult {
 #[derive(Deserialize)]
 struct ResultsBody {
     units: Vec<UnitResult>,
+}
+
+/// An online node, as the gateway's `GET /v1/nodes` lists it. Fields the gateway
+/// does not report are `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct NodeView {
+    pub node: String,
+    #[serde(default)]
+    pub last_seen_ms: Option<u64>,
+    #[serde(default)]
+    pub slots: Option<u32>,
+    #[serde(default)]
+    pub in_flight: Option<u32>,
+    #[serde(default)]
+    pub trusted: Option<bool>,
+    /// Memory the node lets one unit use, in bytes.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// Lowest price the node accepts, base units per fuel (decimal string or number).
+    #[serde(default, deserialize_with = "opt_u128")]
+    pub min_price_per_fuel: Option<u128>,
+}
+
+fn opt_u128<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u128>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        I(u64),
+        S(String),
+    }
+    match Option::<N>::deserialize(d)? {
+        None => Ok(None),
+        Some(N::I(i)) => Ok(Some(u128::from(i))),
+        Some(N::S(s)) => s.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Why the online nodes cannot run a job (see [`check_runnable`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unrunnable {
+    #[error("no node is online at the gateway: the job would wait until one connects")]
+    NoNodes,
+    #[error(
+        "no online node has {need_mb} MB free for a unit; the largest has {largest_mb} MB. \
+         Lower limits.memory_mb in the spec, or start a node that offers more \
+         (`lode node --memory-mib`)"
+    )]
+    Memory { need_mb: u64, largest_mb: u64 },
+    #[error(
+        "no online node accepts {price} base units per fuel; the cheapest asks {cheapest}. \
+         Raise price.max_per_fuel in the spec"
+    )]
+    Price { price: u128, cheapest: u128 },
+    #[error(
+        "the job needs {quorum} agreeing nodes per unit but only {able} online node(s) can \
+         run it: units wait until more connect (or lower verification.quorum)"
+    )]
+    Quorum { quorum: u8, able: usize },
+}
+
+impl Unrunnable {
+    /// Whether the job can make no progress at all with these nodes (as opposed
+    /// to waiting for verification by more nodes).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Unrunnable::Memory { .. } | Unrunnable::Price { .. })
+    }
+}
+
+/// Checks a job's per-unit needs against the online nodes. Nodes that do not
+/// report memory or price are assumed able to run it.
+pub fn check_runnable(
+    limits: &lode_proto::wire::UnitLimits,
+    verification: &lode_proto::wire::Verification,
+    price: u128,
+    nodes: &[NodeView],
+) -> Result<(), Unrunnable> {
+    if nodes.is_empty() {
+        return Err(Unrunnable::NoNodes);
+    }
+    let mb = |b: u64| b >> 20;
+    let fits_memory = |n: &&NodeView| n.memory_bytes.is_none_or(|m| m >= limits.memory_bytes);
+    let fits_price = |n: &&NodeView| n.min_price_per_fuel.is_none_or(|p| p <= price);
+    if !nodes.iter().any(|n| fits_memory(&n)) {
+        let largest = nodes
+            .iter()
+            .filter_map(|n| n.memory_bytes)
+            .max()
+            .unwrap_or(0);
+        return Err(Unrunnable::Memory {
+            need_mb: mb(limits.memory_bytes),
+            largest_mb: mb(largest),
+        });
+    }
+    let able = nodes.iter().filter(fits_memory).filter(fits_price).count();
+    if able == 0 {
+        let cheapest = nodes
+            .iter()
+            .filter(fits_memory)
+            .filter_map(|n| n.min_price_per_fuel)
+            .min()
+            .unwrap_or(0);
+        return Err(Unrunnable::Price { price, cheapest });
+    }
+    // A trusted node's result may stand alone under adaptive trust.
+    let trusted = verification.adaptive_trust
+        && nodes
+            .iter()
+            .filter(fits_memory)
+            .filter(fits_price)
+            .any(|n| n.trusted == Some(true));
+    if !trusted && able < usize::from(verification.quorum) {
+        return Err(Unrunnable::Quorum {
+            quorum: verification.quorum,
+            able,
+        });
+    }
+    Ok(())
+}
+
+/// A job spec read from disk: the spec, its resolved units and module bytes.
+#[derive(Debug, Clone)]
+pub struct PreparedSpec {
+    pub spec: JobSpec,
+    pub units: Vec<UnitInput>,
+    pub wasm: Vec<u8>,
+}
+
+impl PreparedSpec {
+    /// Reads a spec file, its inputs and its module (paths relative to the spec's folder).
+    pub fn read(spec_path: &Path) -> Result<Self, ClientError> {
+        let text = std::fs::read_to_string(spec_path).map_err(|source| ClientError::Io {
+            path: spec_path.to_path_buf(),
+            source,
+        })?;
+        let spec = JobSpec::from_toml(&text).map_err(|e| ClientError::Spec(e.to_string()))?;
+        let base = spec_path.parent().unwrap_or(Path::new("."));
+        let units = resolve_inputs(&spec, base)?;
+        let module_path = base.join(&spec.module);
+        let wasm = std::fs::read(&module_path).map_err(|source| ClientError::Io {
+            path: module_path,
+            source,
+        })?;
+        Ok(Self { spec, units, wasm })
+    }
+
+    /// Checks the spec against the online nodes (see [`check_runnable`]).
+    pub fn check(&self, nodes: &[NodeView]) -> Result<(), Unrunnable> {
+        check_runnable(
+            &self.spec.unit_limits(),
+            &self.spec.verification(),
+            self.spec.price.max_per_fuel,
+            nodes,
+        )
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -313,22 +470,32 @@ impl Client {
         key: &Keypair,
         spec_path: &Path,
     ) -> Result<JobView, ClientError> {
-        let text = std::fs::read_to_string(spec_path).map_err(|source| ClientError::Io {
-            path: spec_path.to_path_buf(),
-            source,
-        })?;
-        let spec = JobSpec::from_toml(&text).map_err(|e| ClientError::Spec(e.to_string()))?;
-        let base = spec_path.parent().unwrap_or(Path::new("."));
-        let units = resolve_inputs(&spec, base)?;
-        let module_path = base.join(&spec.module);
-        let wasm = std::fs::read(&module_path).map_err(|source| ClientError::Io {
-            path: module_path,
-            source,
-        })?;
-        let module = self.upload_module(key, &wasm)?;
+        let p = PreparedSpec::read(spec_path)?;
+        self.submit_prepared(key, &p.spec, &p.wasm, p.units)
+    }
+
+    /// Uploads `wasm` and submits a job of `units` under `spec`'s limits,
+    /// verification and price (the spec's own inputs and module path are not used).
+    pub fn submit_prepared(
+        &self,
+        key: &Keypair,
+        spec: &JobSpec,
+        wasm: &[u8],
+        units: Vec<UnitInput>,
+    ) -> Result<JobView, ClientError> {
+        let module = self.upload_module(key, wasm)?;
         let chain = self.chain_id()?;
-        let submit = Self::build_submission(key, chain, &spec, module, units)?;
+        let submit = Self::build_submission(key, chain, spec, module, units)?;
         self.submit_job(key, &submit)
+    }
+
+    /// The nodes online at the gateway.
+    pub fn nodes(&self) -> Result<Vec<NodeView>, ClientError> {
+        #[derive(Deserialize)]
+        struct L {
+            nodes: Vec<NodeView>,
+        }
+        Ok(self.get_json::<L>("/v1/nodes")?.nodes)
     }
 
     pub fn job(&self, id: &str) -> Result<JobView, ClientError> {
@@ -431,6 +598,72 @@ mod tests {
         assert_eq!(esc.message.job, s.job);
         assert_eq!(esc.message.amount, 2 * 2 * 1000 * 7);
         assert_eq!(esc.message.price_per_unit, 7);
+    }
+
+    fn node(memory_mb: Option<u64>, price: Option<u128>) -> NodeView {
+        NodeView {
+            node: "did:key:z".into(),
+            last_seen_ms: None,
+            slots: Some(1),
+            in_flight: Some(0),
+            trusted: Some(false),
+            memory_bytes: memory_mb.map(|m| m << 20),
+            min_price_per_fuel: price,
+        }
+    }
+
+    #[test]
+    fn runnable_checks_memory_price_and_quorum() {
+        let spec = JobSpec::from_toml(
+            "name='x'\nmodule='m'\n[inputs]\nstdin=['a']\n[limits]\nmemory_mb=512\n[verification]\nquorum=2\nmax_replicas=3\nadaptive_trust=false\n[price]\nmax_per_fuel=7\n",
+        )
+        .unwrap();
+        let check = |nodes: &[NodeView]| {
+            check_runnable(&spec.unit_limits(), &spec.verification(), 7, nodes)
+        };
+        assert_eq!(check(&[]), Err(Unrunnable::NoNodes));
+        let e = check(&[node(Some(256), None), node(Some(128), None)]).unwrap_err();
+        assert_eq!(
+            e,
+            Unrunnable::Memory {
+                need_mb: 512,
+                largest_mb: 256
+            }
+        );
+        assert!(
+            e.to_string()
+                .starts_with("no online node has 512 MB free for a unit; the largest has 256 MB"),
+            "{e}"
+        );
+        assert!(e.is_fatal());
+        assert_eq!(
+            check(&[node(Some(1024), Some(8)), node(Some(1024), Some(9))]),
+            Err(Unrunnable::Price {
+                price: 7,
+                cheapest: 8
+            })
+        );
+        assert_eq!(
+            check(&[node(Some(1024), Some(7)), node(Some(100), None)]),
+            Err(Unrunnable::Quorum { quorum: 2, able: 1 })
+        );
+        assert_eq!(check(&[node(Some(512), None), node(None, None)]), Ok(()));
+    }
+
+    #[test]
+    fn node_view_accepts_what_the_gateway_lists() {
+        let v: NodeView = serde_json::from_str(
+            r#"{"node":"did:key:z","last_seen_ms":1,"slots":2,"in_flight":0,"trusted":false,"reputation":0,"flags":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(v.memory_bytes, None);
+        let v: NodeView =
+            serde_json::from_str(r#"{"node":"n","memory_bytes":1048576,"min_price_per_fuel":"5"}"#)
+                .unwrap();
+        assert_eq!(
+            (v.memory_bytes, v.min_price_per_fuel),
+            (Some(1 << 20), Some(5))
+        );
     }
 
     #[test]

@@ -93,8 +93,13 @@ fn verify_show_tree_proof_and_fairness_on_a_demo_chain() {
     // Every node's payout address has a proof that verifies against that root.
     for n in summary["nodes"].as_array().unwrap() {
         let addr = n["payout"].as_str().unwrap();
-        let p = json(&["wallet", "proof", addr, "--data-dir", d]);
+        let p = json(&["wallet", "proof", addr, "--data-dir", d, "--json"]);
         assert_eq!(p["epoch"], 2);
+        let text = ok(&["wallet", "proof", addr, "--data-dir", d]);
+        assert!(
+            text.contains(p["root"].as_str().unwrap()) && text.contains("claims root"),
+            "{text}"
+        );
         assert_eq!(p["root"], merkle::hex0x(&tree.root()));
         let a: EvmAddress = addr.parse().unwrap();
         let amount: u128 = p["amount"].as_str().unwrap().parse().unwrap();

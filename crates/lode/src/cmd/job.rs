@@ -1,12 +1,16 @@
 //! `lode job`: submit and follow jobs.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use lode_client::{Client, JobView};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lode_client::{Client, ClientError, JobView, PreparedSpec, Unrunnable, check_runnable};
 use lode_proto::KeyFile;
-use std::io::Write;
-use std::path::PathBuf;
+use lode_proto::wire::{UnitLimits, Verification};
+use std::collections::VecDeque;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
@@ -30,6 +34,9 @@ pub enum JobCmd {
         /// Return once the job is accepted instead of following it.
         #[arg(long)]
         no_wait: bool,
+        /// Submit even when no online node can run the job's units.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -60,7 +67,17 @@ pub enum JobCmd {
 
 fn load_key(key: Option<PathBuf>) -> Result<KeyFile> {
     let path = key.unwrap_or_else(super::keys::default_key_path);
-    Ok(KeyFile::load(&path)?)
+    KeyFile::load(&path).with_context(|| {
+        format!(
+            "loading the requester key {} (create one with `lode keys new --out {}`)",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
+fn tokens(base_units: &str) -> String {
+    lode_ledger::format_tokens(base_units.parse().unwrap_or(0))
 }
 
 fn print_view(v: &JobView) {
@@ -71,59 +88,275 @@ fn print_view(v: &JobView) {
         "units      {} verified, {} failed, {} in flight, {} remaining of {}",
         v.completed, v.failed, v.in_flight, v.remaining, v.units
     );
-    println!(
-        "escrowed   {}",
-        lode_ledger::format_tokens(v.escrowed.parse().unwrap_or(0))
-    );
-    println!(
-        "cost       {}",
-        lode_ledger::format_tokens(v.cost_so_far.parse().unwrap_or(0))
-    );
+    println!("escrowed   {}", tokens(&v.escrowed));
+    println!("cost       {}", tokens(&v.cost_so_far));
     if v.refunded != "0" {
-        println!(
-            "refunded   {}",
-            lode_ledger::format_tokens(v.refunded.parse().unwrap_or(0))
-        );
+        println!("refunded   {}", tokens(&v.refunded));
     }
 }
 
-/// Follows a job, drawing a one-line progress display on stderr.
-fn follow(client: &Client, id: &str, json: bool) -> Result<JobView> {
-    let start = Instant::now();
-    loop {
-        let v = client.job(id)?;
-        if !json {
-            let done = v.completed + v.failed;
-            let secs = start.elapsed().as_secs_f64().max(0.001);
-            let rate = f64::from(done) / secs;
-            let eta = if rate > 0.0 {
-                format!("{:.0}s", f64::from(v.remaining) / rate)
-            } else {
-                "?".into()
-            };
-            let width = 30usize;
-            let filled = if v.units == 0 {
-                0
-            } else {
-                (done as usize * width) / v.units as usize
-            };
-            eprint!(
-                "\r[{}{}] {done}/{} verified  {rate:.0} units/s  eta {eta}  cost {}   ",
-                "#".repeat(filled),
-                "-".repeat(width - filled),
-                v.units,
-                lode_ledger::format_tokens(v.cost_so_far.parse().unwrap_or(0)),
-            );
-            let _ = std::io::stderr().flush();
-        }
-        if v.is_done() {
-            if !json {
-                eprintln!();
+/// Adds what to do to the gateway's "unknown job" answer.
+fn job_error(e: ClientError, id: &str, gateway: &str) -> anyhow::Error {
+    let hint = match &e {
+        ClientError::Api { code, .. } if code == "unknown_job" || code == "bad_job_id" => Some(
+            format!("list this gateway's jobs with `lode job status --gateway {gateway}`"),
+        ),
+        _ => None,
+    };
+    match hint {
+        Some(h) => anyhow!("job {id}: {e}; {h}"),
+        None => anyhow::Error::new(e).context(format!("job {id}")),
+    }
+}
+
+/// What a job needs from a node, to explain a job that no node takes.
+#[derive(Debug, Clone)]
+pub struct Needs {
+    pub limits: UnitLimits,
+    pub verification: Verification,
+    pub price: u128,
+}
+
+/// How long a job may see no unit handed out, with nothing done, before
+/// `follow` explains why.
+const STALL: Duration = Duration::from_secs(15);
+
+/// The rate (and so the ETA) is measured over this last stretch of time.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Progress display: an indicatif bar on a terminal, periodic lines otherwise.
+enum Display {
+    Quiet,
+    Bar(ProgressBar),
+    Lines {
+        last: Option<Instant>,
+        done: Option<u32>,
+    },
+}
+
+impl Display {
+    fn new(quiet: bool, units: u32) -> Self {
+        if quiet {
+            Display::Quiet
+        } else if std::io::stderr().is_terminal() {
+            let bar =
+                ProgressBar::with_draw_target(Some(u64::from(units)), ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "{spinner} [{bar:30.cyan/blue}] {pos}/{len} verified  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("#>-");
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(120));
+            Display::Bar(bar)
+        } else {
+            Display::Lines {
+                last: None,
+                done: None,
             }
+        }
+    }
+
+    fn note(&self, line: &str) {
+        match self {
+            Display::Bar(b) => b.println(line),
+            _ => eprintln!("{line}"),
+        }
+    }
+
+    fn update(&mut self, v: &JobView, rate: f64) {
+        let done = v.completed + v.failed;
+        let eta = if v.remaining == 0 {
+            "0s".to_string()
+        } else if rate > 0.0 {
+            format!("{:.0}s", f64::from(v.remaining) / rate)
+        } else {
+            "?".into()
+        };
+        let failed = if v.failed > 0 {
+            format!("{} failed  ", v.failed)
+        } else {
+            String::new()
+        };
+        let msg = format!(
+            "{failed}{rate:.1} units/s  ETA {eta}  cost {}",
+            tokens(&v.cost_so_far)
+        );
+        match self {
+            Display::Quiet => {}
+            Display::Bar(b) => {
+                b.set_position(u64::from(done));
+                b.set_message(msg);
+            }
+            Display::Lines { last, done: shown } => {
+                // On change (at most every 2 s), else every 30 s, and at the end.
+                let since = last.map_or(Duration::MAX, |t| t.elapsed());
+                let changed = *shown != Some(done);
+                if (changed && since >= Duration::from_secs(2))
+                    || since >= Duration::from_secs(30)
+                    || v.is_done()
+                {
+                    *shown = Some(done);
+                    eprintln!("job {}: {done}/{} verified  {msg}", short(&v.job), v.units);
+                    *last = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Display::Bar(b) = self {
+            b.finish();
+        }
+    }
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// Why nobody takes this job's units, as a line for the requester.
+fn stall_reason(client: &Client, v: &JobView, needs: Option<&Needs>) -> String {
+    let nodes = match client.nodes() {
+        Ok(n) => n,
+        Err(e) => return format!("cannot list the gateway's nodes: {e}"),
+    };
+    let cancel = format!("cancel it with `lode job cancel {}`", v.job);
+    if let Some(n) = needs
+        && let Err(why) = check_runnable(&n.limits, &n.verification, n.price, &nodes)
+    {
+        return format!("{why}; {cancel}");
+    }
+    if nodes.is_empty() {
+        return format!("{}; {cancel}", Unrunnable::NoNodes);
+    }
+    let need = needs.map_or(String::new(), |n| {
+        format!(
+            " This job needs {} MB per unit at {} base units per fuel.",
+            n.limits.memory_bytes >> 20,
+            n.price
+        )
+    });
+    let unreported = if nodes.iter().all(|n| n.memory_bytes.is_none()) {
+        " (this gateway does not report its nodes' memory)"
+    } else {
+        ""
+    };
+    format!(
+        "no unit of this job has been handed out for {}s although {} node(s) are online: \
+         nodes take only units that fit their memory per unit and price{unreported}.{need} \
+         Start a node with more memory (`lode node --memory-mib`) or lower limits.memory_mb, \
+         or {cancel}",
+        STALL.as_secs(),
+        nodes.len()
+    )
+}
+
+/// Follows a job to its end, showing progress on stderr unless `quiet`.
+/// Returns early (with the last view) once `stop` is set.
+pub fn follow(
+    client: &Client,
+    id: &str,
+    quiet: bool,
+    needs: Option<&Needs>,
+    stop: Option<&AtomicBool>,
+) -> Result<JobView> {
+    // (time, done) samples of the last RATE_WINDOW, for the rate and ETA.
+    let mut samples: VecDeque<(Instant, u32)> = VecDeque::new();
+    let mut display: Option<Display> = None;
+    let mut last_change = Instant::now();
+    let mut last_done = None;
+    let mut warned = false;
+    loop {
+        let v = client
+            .job(id)
+            .map_err(|e| job_error(e, id, client.base_url()))?;
+        let done = v.completed + v.failed;
+        let now = Instant::now();
+        samples.push_back((now, done));
+        while samples.len() > 2 && samples[0].0 + RATE_WINDOW < now {
+            samples.pop_front();
+        }
+        let (t0, d0) = samples[0];
+        let secs = now.duration_since(t0).as_secs_f64();
+        let rate = f64::from(done.saturating_sub(d0)) / secs.max(0.25);
+        let d = display.get_or_insert_with(|| Display::new(quiet, v.units));
+        if last_done != Some(done) || v.in_flight > 0 {
+            last_done = Some(done);
+            last_change = Instant::now();
+        }
+        if !warned && !v.is_done() && last_change.elapsed() >= STALL {
+            warned = true;
+            d.note(&format!("warning: {}", stall_reason(client, &v, needs)));
+        }
+        d.update(&v, rate);
+        if v.is_done() || stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            d.finish();
             return Ok(v);
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+fn submit(
+    spec_path: &Path,
+    key: Option<PathBuf>,
+    no_wait: bool,
+    force: bool,
+    common: &Common,
+) -> Result<ExitCode> {
+    let kf = load_key(key)?;
+    let client = Client::new(&common.gateway)?;
+    let prepared = PreparedSpec::read(spec_path)
+        .with_context(|| format!("reading the job spec {}", spec_path.display()))?;
+    let needs = Needs {
+        limits: prepared.spec.unit_limits(),
+        verification: prepared.spec.verification(),
+        price: prepared.spec.price.max_per_fuel,
+    };
+    let nodes = client.nodes()?;
+    if let Err(why) = prepared.check(&nodes) {
+        if why.is_fatal() && !force {
+            bail!(
+                "not submitting {}: {why} (or submit anyway with --force)",
+                spec_path.display()
+            );
+        }
+        eprintln!("warning: {why}");
+    }
+    let v = client
+        .submit_prepared(&kf.keypair, &prepared.spec, &prepared.wasm, prepared.units)
+        .with_context(|| format!("submitting {}", spec_path.display()))?;
+    if !common.json {
+        eprintln!(
+            "submitted job {} ({} units, {} escrowed)",
+            v.job,
+            v.units,
+            tokens(&v.escrowed)
+        );
+    }
+    let v = if no_wait {
+        v
+    } else {
+        follow(&client, &v.job, common.json, Some(&needs), None)?
+    };
+    if common.json {
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        print_view(&v);
+        if v.status == "finished" {
+            println!(
+                "results    lode job results {} --gateway {}",
+                v.job,
+                client.base_url()
+            );
+        }
+    }
+    Ok(if v.failed > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub fn run(cmd: JobCmd) -> Result<ExitCode> {
@@ -132,37 +365,16 @@ pub fn run(cmd: JobCmd) -> Result<ExitCode> {
             spec,
             key,
             no_wait,
+            force,
             common,
-        } => {
-            let kf = load_key(key)?;
-            let client = Client::new(&common.gateway)?;
-            let v = client
-                .submit_spec_file(&kf.keypair, &spec)
-                .with_context(|| format!("submitting {}", spec.display()))?;
-            if !common.json {
-                eprintln!("submitted job {} ({} units)", v.job, v.units);
-            }
-            let v = if no_wait {
-                v
-            } else {
-                follow(&client, &v.job, common.json)?
-            };
-            if common.json {
-                println!("{}", serde_json::to_string(&v)?);
-            } else {
-                print_view(&v);
-            }
-            Ok(if v.failed > 0 {
-                ExitCode::from(3)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+        } => submit(&spec, key, no_wait, force, &common),
         JobCmd::Status { job, common } => {
             let client = Client::new(&common.gateway)?;
             match job {
                 Some(id) => {
-                    let v = client.job(&id)?;
+                    let v = client
+                        .job(&id)
+                        .map_err(|e| job_error(e, &id, &common.gateway))?;
                     if common.json {
                         println!("{}", serde_json::to_string(&v)?);
                     } else {
@@ -173,6 +385,8 @@ pub fn run(cmd: JobCmd) -> Result<ExitCode> {
                     let jobs = client.jobs()?;
                     if common.json {
                         println!("{}", serde_json::to_string(&jobs)?);
+                    } else if jobs.is_empty() {
+                        println!("no jobs on {}", client.base_url());
                     } else {
                         for v in jobs {
                             println!(
@@ -191,7 +405,9 @@ pub fn run(cmd: JobCmd) -> Result<ExitCode> {
             common,
         } => {
             let client = Client::new(&common.gateway)?;
-            let results = client.results(&job)?;
+            let results = client
+                .results(&job)
+                .map_err(|e| job_error(e, &job, &common.gateway))?;
             if let Some(dir) = &out_dir {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
@@ -234,7 +450,9 @@ pub fn run(cmd: JobCmd) -> Result<ExitCode> {
         JobCmd::Cancel { job, key, common } => {
             let kf = load_key(key)?;
             let client = Client::new(&common.gateway)?;
-            let v = client.cancel(&kf.keypair, &job)?;
+            let v = client
+                .cancel(&kf.keypair, &job)
+                .map_err(|e| job_error(e, &job, &common.gateway))?;
             if v.status != "cancelled" && v.status != "finished" {
                 bail!("the gateway did not cancel job {job} (status {})", v.status);
             }

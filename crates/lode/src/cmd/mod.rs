@@ -9,8 +9,3 @@ pub mod ledger;
 pub mod node;
 pub mod sandbox;
 pub mod wallet;
-
-/// Error for a role whose implementation has not landed yet.
-pub fn not_yet(what: &str, issue: &str) -> anyhow::Error {
-    anyhow::anyhow!("`lode {what}` is not available in this build yet (tracked as: {issue})")
-}

@@ -32,6 +32,9 @@ pub enum WalletCmd {
         epoch: Option<u64>,
         #[command(flatten)]
         at: LedgerDir,
+        /// Print the proof as JSON (for a claim transaction) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Recent balance changes of an account, newest first, with their reasons.
     History {
@@ -64,16 +67,40 @@ pub enum WalletCmd {
         out: Option<PathBuf>,
         #[command(flatten)]
         at: LedgerDir,
+        /// Print only the signed entry, as one line of JSON (no summary on stderr).
+        #[arg(long)]
+        json: bool,
     },
 }
 
 pub fn run(cmd: WalletCmd) -> Result<ExitCode> {
     match cmd {
         WalletCmd::Balance { account, at, json } => balance(&account, &at, json),
-        WalletCmd::Proof { address, epoch, at } => {
+        WalletCmd::Proof {
+            address,
+            epoch,
+            at,
+            json,
+        } => {
             let view = at.open()?;
             let p = view.claim_proof(&address, epoch)?;
-            println!("{}", serde_json::to_string_pretty(&p)?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                println!("{}", p.address);
+                println!(
+                    "claimable (cumulative)  {} ({} base units)",
+                    format_tokens(p.amount.parse().unwrap_or(0)),
+                    p.amount
+                );
+                println!("epoch                   {}", p.epoch);
+                println!("claims root             {}", p.root);
+                println!("leaf                    {}", p.leaf);
+                for (i, h) in p.proof.iter().enumerate() {
+                    println!("proof[{i}]{:pad$}{h}", "", pad = 15 - i.to_string().len());
+                }
+                println!("(--json prints it for a claim transaction)");
+            }
             Ok(ExitCode::SUCCESS)
         }
         WalletCmd::History {
@@ -89,7 +116,8 @@ pub fn run(cmd: WalletCmd) -> Result<ExitCode> {
             nonce,
             out,
             at,
-        } => withdraw(&amount, to, key, nonce, out, &at),
+            json,
+        } => withdraw(&amount, to, key, nonce, out, &at, json),
     }
 }
 
@@ -280,6 +308,7 @@ fn withdraw(
     nonce: Option<u64>,
     out: Option<PathBuf>,
     at: &LedgerDir,
+    json: bool,
 ) -> Result<ExitCode> {
     let amount = parse_amount(amount)?;
     if amount == 0 {
@@ -311,17 +340,28 @@ fn withdraw(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let entry = Entry::sign(&kf.keypair, nonce, now, &m)?;
-    let text = serde_json::to_string_pretty(&entry)?;
+    let text = if json {
+        serde_json::to_string(&entry)?
+    } else {
+        serde_json::to_string_pretty(&entry)?
+    };
+    let summary = format!(
+        "signed a withdrawal of {} from {did} to {to} (nonce {nonce})",
+        format_tokens(amount)
+    );
     match out {
         Some(p) => {
             std::fs::write(&p, text + "\n").with_context(|| format!("writing {}", p.display()))?;
-            eprintln!(
-                "signed a withdrawal of {} from {did} to {to} (nonce {nonce}) into {}",
-                format_tokens(amount),
-                p.display()
-            );
+            if !json {
+                eprintln!("{summary} into {}", p.display());
+            }
         }
-        None => println!("{text}"),
+        None => {
+            println!("{text}");
+            if !json {
+                eprintln!("{summary}; the validator applies it (`lode ledger submit`)");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

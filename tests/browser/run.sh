@@ -3,8 +3,8 @@
 #
 #   tests/browser/run.sh path/to/lode
 #
-# Starts a network on loopback (gateway + 2 nodes, free ports), submits
-# examples/jobs/sha256.toml, then drives headless Chromium (Debian's
+# Starts `lode devnet --demo` (gateway + 2 nodes, a free port, the demo job),
+# then drives headless Chromium (Debian's
 # /usr/bin/chromium) with Playwright (tests/browser/dashboard.mjs): nodes online,
 # the job at 100%, the earnings and ledger views. Screenshots go to
 # tests/browser/out/ (dashboard.png and one per view). Everything started here
@@ -33,7 +33,7 @@ cleanup() {
     done
     if [ "$status" -ne 0 ]; then
         echo "== browser test failed (exit $status); process logs:" >&2
-        for f in "$WORK"/*.log; do
+        for f in "$WORK"/*.log "$WORK"/devnet/logs/*.log; do
             [ -f "$f" ] && { echo "--- $f" >&2; tail -n 30 "$f" >&2; }
         done
     fi
@@ -43,41 +43,23 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Starts a gateway and two nodes on loopback and submits a job; sets GATEWAY_URL.
-# (The one place that knows how to start a network: `lode devnet --demo` can
-# replace the body of this function.)
+# Starts `lode devnet --demo` (a gateway and two nodes on loopback, a free port,
+# the demo job submitted); sets GATEWAY_URL.
 start_network() {
-    "$LODE" keys new --out "$WORK/requester.key" >/dev/null 2>&1
-    local requester
-    # (No `| head`: a closed pipe makes `lode keys show` fail.)
-    requester=$("$LODE" keys show "$WORK/requester.key")
-    requester=${requester%%$'\n'*}
-
-    "$LODE" gateway --data-dir "$WORK/gw" --listen 127.0.0.1:0 \
-        --fund "$requester=1000000" --epoch-ms 5000 \
-        >"$WORK/gateway.out" 2>"$WORK/gateway.log" &
+    "$LODE" devnet --demo --nodes 2 --port 0 --epoch-ms 5000 \
+        --data-dir "$WORK/devnet" --json \
+        >"$WORK/devnet.out" 2>"$WORK/devnet.log" &
     PIDS+=($!)
     GATEWAY_URL=""
-    for _ in $(seq 1 300); do
-        GATEWAY_URL=$(sed -n '1s/^listening on //p' "$WORK/gateway.out")
+    for _ in $(seq 1 1200); do
+        GATEWAY_URL=$(sed -n 's/.*"url":"\([^"]*\)".*/\1/p' "$WORK/devnet.out" | head -n 1)
         [ -n "$GATEWAY_URL" ] && break
-        kill -0 "${PIDS[0]}" 2>/dev/null || { echo "the gateway exited" >&2; return 1; }
+        kill -0 "${PIDS[0]}" 2>/dev/null || { echo "the devnet exited" >&2; return 1; }
         sleep 0.1
     done
-    [ -n "$GATEWAY_URL" ] || { echo "the gateway did not start listening" >&2; return 1; }
-
-    local payouts=(0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed 0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359)
-    local regions=(eu-west us-east)
-    for i in 0 1; do
-        "$LODE" keys new --out "$WORK/node$i.key" --payout "${payouts[$i]}" >/dev/null 2>&1
-        "$LODE" node --gateway "$GATEWAY_URL" --key "$WORK/node$i.key" --slots 2 \
-            --region "${regions[$i]}" --data-dir "$WORK/node$i" \
-            >"$WORK/node$i.log" 2>&1 &
-        PIDS+=($!)
-    done
-
-    (cd "$ROOT" && "$LODE" job submit examples/jobs/sha256.toml \
-        --key "$WORK/requester.key" --gateway "$GATEWAY_URL" --no-wait) >"$WORK/submit.log" 2>&1
+    [ -n "$GATEWAY_URL" ] || { echo "the devnet did not come up" >&2; return 1; }
+    # The devnet's own children log under its data dir: show them on failure too.
+    ln -s "$WORK/devnet/logs" "$WORK/devnet-logs" 2>/dev/null || true
 }
 
 if [ ! -d "$HERE/node_modules/playwright-core" ]; then

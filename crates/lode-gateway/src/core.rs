@@ -76,6 +76,8 @@ struct Session {
     speed_fuel_per_s: u64,
     cpu_slots: u32,
     region: Option<String>,
+    unit_memory_bytes: u64,
+    min_price_per_fuel: u128,
 }
 
 /// A job in memory.
@@ -781,7 +783,8 @@ impl Core {
                 .capacity
                 .slots
                 .saturating_add(h.capacity.queue.min(self.cfg.max_node_queue)),
-            memory_bytes: h.capacity.memory_bytes,
+            // What one unit may use there (the sandbox splits memory among slots).
+            memory_bytes: h.capacity.unit_memory_bytes(),
             speed_fuel_per_s: h.capacity.speed_fuel_per_s,
             region: h
                 .region
@@ -805,6 +808,8 @@ impl Core {
                 last_seen_ms: now,
                 speed_fuel_per_s: h.capacity.speed_fuel_per_s,
                 cpu_slots: h.capacity.slots,
+                unit_memory_bytes: h.capacity.unit_memory_bytes(),
+                min_price_per_fuel: h.min_price_per_fuel,
                 region: h.region.clone(),
             },
         );
@@ -1174,6 +1179,8 @@ impl Core {
                     "speed_fuel_per_s": s.speed_fuel_per_s,
                     "cpu_slots": s.cpu_slots,
                     "region": s.region,
+                    "memory_bytes": s.unit_memory_bytes,
+                    "min_price_per_fuel": s.min_price_per_fuel.to_string(),
                     "slots": st.as_ref().map(|x| x.slots),
                     "in_flight": st.as_ref().map(|x| x.in_flight),
                     "trusted": st.as_ref().map(|x| x.trusted),

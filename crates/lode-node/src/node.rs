@@ -120,8 +120,15 @@ impl Node {
             .memory_bytes
             .unwrap_or(host.available_memory_bytes / 2)
             .max(WASM_PAGE);
-        let unit_memory_ceiling =
-            (memory / u64::from(slots) / WASM_PAGE * WASM_PAGE).clamp(WASM_PAGE, MAX_WASM32_MEMORY);
+        let unit_memory_ceiling = NodeCapacity {
+            cores: host.cores,
+            slots,
+            queue: 0,
+            memory_bytes: memory,
+            speed_fuel_per_s: 0,
+        }
+        .unit_memory_bytes();
+        debug_assert!(unit_memory_ceiling <= MAX_WASM32_MEMORY);
 
         let data_err = |path: &std::path::Path| {
             let path = path.to_path_buf();

@@ -172,6 +172,18 @@ pub struct NodeCapacity {
     pub speed_fuel_per_s: u64,
 }
 
+impl NodeCapacity {
+    /// The most memory one unit may have on this node: `memory_bytes / slots`,
+    /// rounded down to whole 64 KiB WebAssembly pages, between one page and
+    /// wasm32's 4 GiB. Node and gateway both use this figure, so a unit the
+    /// gateway hands out always fits the node's sandbox.
+    pub fn unit_memory_bytes(&self) -> u64 {
+        const PAGE: u64 = 64 << 10;
+        const MAX: u64 = 4 << 30;
+        (self.memory_bytes / u64::from(self.slots.max(1)) / PAGE * PAGE).clamp(PAGE, MAX)
+    }
+}
+
 /// Node → gateway: first message of a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeHello {

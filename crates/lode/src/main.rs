@@ -44,8 +44,29 @@ enum Command {
     Devnet(cmd::devnet::DevnetArgs),
 }
 
+/// Short-lived commands whose output is meant for pipes (`lode keys show K | head -1`)
+/// die quietly on a closed pipe, like other command-line tools, instead of panicking
+/// in `println!`. Services (gateway, node, devnet) keep Rust's default (SIGPIPE
+/// ignored): a reader that went away must not kill them.
+#[cfg(unix)]
+fn quiet_on_closed_pipe() {
+    // SAFETY: called first thing in `main`, before any thread exists; restoring a
+    // signal's default disposition has no memory-safety preconditions.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(unix)]
+    if matches!(
+        cli.command,
+        Command::Keys(_) | Command::Job(_) | Command::Wallet(_) | Command::Ledger(_)
+    ) {
+        quiet_on_closed_pipe();
+    }
     let result = match cli.command {
         Command::Keys(c) => cmd::keys::run(c),
         Command::Sandbox(c) => cmd::sandbox::run(c),

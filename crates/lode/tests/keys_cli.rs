@@ -223,3 +223,38 @@ fn set_payout_updates_the_key_file() {
         0o600
     );
 }
+
+#[test]
+fn a_closed_stdout_pipe_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let home = tempfile::tempdir().unwrap();
+    let key = home.path().join("k.key");
+    assert!(
+        lode(
+            home.path(),
+            &["keys", "new", "--out", key.to_str().unwrap()]
+        )
+        .status
+        .success()
+    );
+    // The reader is gone before `lode` writes a byte (like `lode keys show K | true`).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_lode"))
+        .args(["keys", "show", key.to_str().unwrap()])
+        .env("LODE_HOME", home.path())
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    // Ended by SIGPIPE, as `cat` or `grep` would be, not a panic's exit code 101.
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?} {err}",
+        out.status
+    );
+}

@@ -5,6 +5,7 @@
 //! commit. Every answer that acknowledges something is sent after the redb commit
 //! that makes it durable.
 
+use crate::anticheat::{self, FlagEvidence};
 use crate::api_error::ApiError;
 use crate::db::{
     Batch, Db, JobRecord, JobStatus, NodeRecord, ReportRecord, UnitOutcomeRecord, sched_limits,
@@ -144,7 +145,13 @@ pub struct Core {
     cancels: HashMap<Did, Vec<wire::UnitRef>>,
     guard: ReplayGuard,
     pub metrics: Arc<Metrics>,
+    /// Flags raised against nodes, with evidence (newest [`MAX_FLAG_EVIDENCE`]
+    /// per node; persisted in the node's `NodeRecord::flags`).
+    flag_evidence: HashMap<Did, Vec<FlagEvidence>>,
 }
+
+/// Flags with evidence kept per node for the API.
+const MAX_FLAG_EVIDENCE: usize = 16;
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -244,6 +251,7 @@ impl Core {
             cancels: HashMap::new(),
             guard: ReplayGuard::default(),
             metrics: Arc::new(Metrics::default()),
+            flag_evidence: HashMap::new(),
         };
         core.recover(now)?;
         Ok(core)
@@ -933,22 +941,17 @@ impl Core {
         if output.len() as u64 > js.submit.limits.max_output_bytes.max(4096) {
             return Err("output exceeds the unit's output limit".into());
         }
-        let digest = ResultDigest {
-            output_hash: Hash32::sha256(&output),
-            exit_code,
-            fuel_used,
-        };
-        let unit = lode_sched::UnitRef::new(lode_sched::JobId(seq), r.unit.unit);
-        let outcome = self
-            .sched
-            .submit_result(&node, unit, digest, now, out)
-            .map_err(|e| e.to_string())?;
-        self.metrics.results_received.inc();
         let rec = ReportRecord {
             exit_code,
             fuel_used,
             output,
         };
+        let unit = lode_sched::UnitRef::new(lode_sched::JobId(seq), r.unit.unit);
+        let outcome = self
+            .sched
+            .submit_result(&node, unit, rec.digest(), now, out)
+            .map_err(|e| e.to_string())?;
+        self.metrics.results_received.inc();
         if matches!(outcome, lode_sched::ResultOutcome::Counted) {
             batch.reports.push(((seq, r.unit.unit, node), rec.clone()));
         }
@@ -994,13 +997,7 @@ impl Core {
                 }
                 Decision::LeaseLost { .. } => self.metrics.leases_lost.inc(),
                 Decision::Trust(t) => {
-                    let flags = self
-                        .db
-                        .node(&t.node)
-                        .ok()
-                        .flatten()
-                        .map(|r| r.flags)
-                        .unwrap_or_default();
+                    let flags = self.flags_of(&t.node).iter().map(flag_line).collect();
                     batch.nodes.push((
                         t.node,
                         NodeRecord {
@@ -1010,10 +1007,7 @@ impl Core {
                         },
                     ));
                 }
-                Decision::Flagged { node, flag } => {
-                    tracing::warn!(node = %node, ?flag, "node flagged");
-                    self.metrics.flags_raised.inc();
-                }
+                Decision::Flagged { node, flag } => self.on_flagged(node, flag, batch),
                 Decision::JobFinished { job, cancelled, .. } => {
                     if let Some(mut js) = self.jobs.remove(&job.0) {
                         if js.record.status == JobStatus::Running {
@@ -1050,6 +1044,11 @@ impl Core {
             .filter(|(u, _)| *u == unit)
             .map(|(_, n)| *n)
             .collect();
+        let rejected: Vec<(Did, ResultDigest)> = c
+            .dissenters
+            .iter()
+            .filter_map(|n| js.pending.get(&(unit, *n)).map(|r| (*n, r.digest())))
+            .collect();
         js.pending.retain(|(u, _), _| *u != unit);
         batch.clear_reports.push((seq, unit, nodes));
         let error = (rec.exit_code == ERROR_EXIT_CODE)
@@ -1082,6 +1081,86 @@ impl Core {
             if let Err(e) = self.ledger.submit(Entry::WorkReceipt(r)) {
                 tracing::error!(job = %wire, unit, node = %node, error = %e, "work receipt rejected by the ledger");
             }
+        }
+        // Rejected results: never credited; the penalty on the ledger says why.
+        let weight = self.fuel_weight();
+        for (node, digest) in rejected {
+            self.metrics.results_rejected.inc();
+            let e = anticheat::invalid_result(
+                node,
+                wire,
+                unit,
+                &digest,
+                &c.result,
+                credited.len(),
+                weight,
+            );
+            self.submit_penalty(e);
+        }
+    }
+
+    fn fuel_weight(&self) -> u64 {
+        self.ledger
+            .state()
+            .genesis()
+            .weight(ContributionKind::Fuel)
+            .unwrap_or(0)
+    }
+
+    fn submit_penalty(&mut self, e: Entry) {
+        if let Err(err) = self.ledger.submit(e) {
+            tracing::error!(error = %err, "penalty rejected by the ledger");
+        }
+    }
+
+    /// A node's flags with evidence, loaded from the gateway store the first time.
+    fn flags_of(&mut self, node: &Did) -> &mut Vec<FlagEvidence> {
+        if !self.flag_evidence.contains_key(node) {
+            let stored = self
+                .db
+                .node(node)
+                .ok()
+                .flatten()
+                .map(|r| r.flags.iter().map(|l| parse_flag_line(l)).collect())
+                .unwrap_or_default();
+            self.flag_evidence.insert(*node, stored);
+        }
+        self.flag_evidence.entry(*node).or_default()
+    }
+
+    /// A behaviour flag: evidence kept for the API and the gateway store, and
+    /// the penalty (and reduced multiplier) recorded on the ledger.
+    fn on_flagged(&mut self, node: Did, flag: lode_sched::Flag, batch: &mut Batch) {
+        tracing::warn!(node = %node, ?flag, "node flagged");
+        self.metrics.flags_raised.inc();
+        let job = match &flag {
+            lode_sched::Flag::TooFast { unit, .. } => self.jobs.get(&unit.job.0).map(|j| j.wire),
+            _ => None,
+        };
+        let ev = anticheat::flag_evidence(&flag, job);
+        let list = self.flags_of(&node);
+        list.push(ev);
+        if list.len() > MAX_FLAG_EVIDENCE {
+            list.remove(0);
+        }
+        let flags = list.iter().map(flag_line).collect();
+        if let Some(st) = self.sched.node_status(&node) {
+            batch.nodes.push((
+                node,
+                NodeRecord {
+                    consecutive_valid: st.trust.consecutive_valid,
+                    reputation: st.trust.reputation,
+                    flags,
+                },
+            ));
+        }
+        let bps = self
+            .ledger
+            .state()
+            .node(&node)
+            .map_or(lode_ledger::entry::FULL_BPS, |n| n.reward_bps);
+        for e in anticheat::flag_entries(node, &flag, job, self.fuel_weight(), bps) {
+            self.submit_penalty(e);
         }
     }
 
@@ -1187,9 +1266,25 @@ impl Core {
                     "reputation": st.as_ref().map(|x| x.trust.reputation),
                     "consecutive_valid": st.as_ref().map(|x| x.trust.consecutive_valid),
                     "flags": st.as_ref().map(|x| x.flags.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>()),
+                    "flag_evidence": self.flag_evidence.get(&s.node).cloned().unwrap_or_default(),
+                    "results_valid": st.as_ref().map(|x| x.stats.valid),
+                    "results_invalid": st.as_ref().map(|x| x.stats.invalid),
                 })
             })
             .collect()
+    }
+}
+
+/// How a flag is kept in the gateway store: `Kind: detail`.
+fn flag_line(f: &FlagEvidence) -> String {
+    format!("{}: {}", f.kind, f.detail)
+}
+
+fn parse_flag_line(l: &str) -> FlagEvidence {
+    let (kind, detail) = l.split_once(": ").unwrap_or((l, ""));
+    FlagEvidence {
+        kind: kind.into(),
+        detail: detail.into(),
     }
 }
 

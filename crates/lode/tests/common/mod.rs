@@ -15,6 +15,22 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Runs a `lode` command to completion and asserts it succeeded (printing its
+/// output otherwise); returns the output.
+pub fn lode_ok(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let out = Command::new(lode_bin())
+        .args(args)
+        .output()
+        .expect("run lode");
+    assert!(
+        out.status.success(),
+        "lode {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A child process, killed on drop.
 pub struct Proc {
     pub child: Child,
@@ -123,6 +139,11 @@ impl Net {
 
     /// Starts node `i` (creating its key with a payout address the first time).
     pub fn add_node(&mut self, i: usize) {
+        self.add_node_with(i, &[]);
+    }
+
+    /// Starts node `i` with extra `lode node` arguments (e.g. `--behaviour`).
+    pub fn add_node_with(&mut self, i: usize, extra: &[&str]) {
         let key_path = self.dir.path().join(format!("node{i}.key"));
         if self.node_keys.len() <= i {
             let mut addr = [0u8; 20];
@@ -136,6 +157,7 @@ impl Net {
             .arg(&key_path)
             .args(["--slots", "2", "--no-nice", "--data-dir"])
             .arg(self.dir.path().join(format!("node{i}")))
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -279,6 +301,19 @@ pub fn submit_sha256(net: &Net, inputs: &[Vec<u8>], quorum: u8, adaptive: bool) 
     )
     .expect("build");
     client.submit_job(key, &submit).expect("submit").job
+}
+
+/// Submits the sha256 example over `inputs`, waits for it and asserts that every
+/// unit completed; returns the job id.
+pub fn run_sha256(net: &Net, inputs: &[Vec<u8>], quorum: u8, adaptive: bool) -> String {
+    let job = submit_sha256(net, inputs, quorum, adaptive);
+    let v = net
+        .client()
+        .wait(&job, Duration::from_millis(200), Duration::from_secs(300))
+        .expect("wait");
+    assert_eq!(v.status, "finished", "{v:?}");
+    assert_eq!((v.completed as usize, v.failed), (inputs.len(), 0), "{v:?}");
+    job
 }
 
 /// Expected output of the sha256 example for `input`: the native build's when a

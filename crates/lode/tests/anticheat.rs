@@ -1,0 +1,133 @@
+//! Anti-cheat consequences on a real network (issue 8): adversarial `lode node`
+//! processes among honest ones, a real gateway, the ledger read back through the
+//! CLI and `LedgerView`.
+
+mod common;
+
+use common::*;
+use lode_ledger::{EventKind, LedgerView, PenaltyReason};
+use std::time::Duration;
+
+const UNITS: usize = 100;
+
+fn wallet_history(net: &Net, did: &str) -> serde_json::Value {
+    let dir = net.data_dir();
+    let args = ["wallet", "history", did, "--json", "--data-dir"];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    args.push(dir.as_os_str());
+    serde_json::from_slice(&lode_ok(&args).stdout).expect("history json")
+}
+
+#[test]
+fn always_wrong_node_is_rejected_penalized_on_the_ledger_and_never_paid() {
+    let mut net = Net::start(4, 600_000);
+    net.add_node_with(4, &["--behaviour", "wrong-output:1000"]);
+    net.wait_nodes(5, Duration::from_secs(60));
+    let cheater = net.node_keys[4].did();
+    let inputs = inputs(UNITS, 11);
+    let job = run_sha256(&net, &inputs, 2, false);
+
+    // Zero wrong outputs accepted; the cheater is credited nowhere.
+    let results = net.client().results(&job).expect("results");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let native = native_build("sha256", tmp.path());
+    for (r, input) in results.iter().zip(&inputs) {
+        assert_eq!(
+            r.stdout_bytes().expect("stdout"),
+            expected_sha256(native.as_deref(), input),
+            "unit {}",
+            r.unit
+        );
+        assert!(
+            !r.credited.contains(&cheater.to_string()),
+            "unit {}",
+            r.unit
+        );
+    }
+
+    // /v1/nodes: its rejected results and flags with evidence.
+    let nodes: serde_json::Value = net.client().get_json("/v1/nodes").expect("nodes");
+    let me = nodes["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["node"] == cheater.to_string())
+        .expect("cheater online")
+        .clone();
+    eprintln!("cheater: {me}");
+    let rejected = me["results_invalid"].as_u64().expect("results_invalid");
+    assert!(rejected >= 1, "{me}");
+    assert_eq!(me["results_valid"], 0, "{me}");
+    let flags: Vec<&str> = me["flags"]
+        .as_array()
+        .expect("flags")
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    if rejected >= 10 {
+        assert!(flags.contains(&"HighDissent"), "{me}");
+    }
+    for f in &flags {
+        let ev = me["flag_evidence"].as_array().expect("evidence");
+        assert!(
+            ev.iter()
+                .any(|e| e["kind"] == *f && !e["detail"].as_str().unwrap_or("").is_empty()),
+            "flag {f} without evidence: {me}"
+        );
+    }
+    // Honest nodes: no rejected results.
+    for n in nodes["nodes"].as_array().expect("nodes") {
+        if n["node"] != cheater.to_string() {
+            assert_eq!(n["results_invalid"], 0, "{n}");
+        }
+    }
+
+    // The ledger: one InvalidResult penalty per rejected result, naming the
+    // unit and both results; no receipt and no fee for the cheater.
+    net.stop_gateway();
+    let view = LedgerView::open(&net.ledger_dir()).expect("ledger");
+    let st = view.state();
+    let n = st.node(&cheater).expect("cheater registered");
+    assert_eq!((n.receipts, n.fees_total), (0, 0));
+    assert!(n.penalties >= rejected, "{n:?}");
+    let events = view.history(&cheater, 1_000).expect("history");
+    let invalid: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Penalized {
+                reason: PenaltyReason::InvalidResult,
+                unit,
+                detail,
+                ..
+            } => Some((unit, detail)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(invalid.len() as u64, rejected);
+    assert!(
+        invalid
+            .iter()
+            .all(|(u, d)| u.is_some() && d.contains("not credited"))
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::FeeEarned { .. }))
+    );
+    // Fees: exactly two credited honest replicas per unit, each fuel × price.
+    let job_id: lode_proto::Hash32 = job.parse().expect("job id");
+    let lj = st.job(&job_id).expect("job");
+    let fuel: u128 = results
+        .iter()
+        .map(|r| {
+            assert_eq!(r.credited.len(), 2);
+            u128::from(r.fuel_used.expect("fuel")) * 2
+        })
+        .sum();
+    assert_eq!(lj.paid, fuel * 1_000);
+
+    // `lode wallet history` of the operator (the node operates itself) says why.
+    let h = wallet_history(&net, &cheater.to_string());
+    let text = h.to_string();
+    assert!(text.contains("invalid_result"), "{text}");
+}

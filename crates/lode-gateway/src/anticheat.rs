@@ -9,9 +9,11 @@
 //!   the fuel weight) from its current epoch;
 //! * `TooFast`: `Penalty{ImpossibleSpeed}` forfeiting that unit's weight;
 //! * `HighDissent`: `Penalty{QuorumDisagreement}` forfeiting the node's whole
-//!   current-epoch weight, and its reward multiplier drops to [`FLAGGED_BPS`];
+//!   current-epoch weight, and its multiplier base drops to [`FLAGGED_BPS`];
 //! * `SlowerThanClaimed`: `Penalty{ImpossibleSpeed}` (no forfeit) and the
-//!   multiplier drops to [`FLAGGED_BPS`];
+//!   multiplier base drops to [`FLAGGED_BPS`];
+//! * Sybil policy ([`SybilTracker`]): the multiplier is the base divided by the
+//!   number of nodes sharing the node's IP group (or operator) this epoch;
 //! * `RepeatedExpiry`: `Penalty{ExpiredWork}` (no forfeit: expired work was
 //!   never credited; the scheduler already cut its reputation).
 
@@ -104,45 +106,163 @@ fn observed(fuel: u64, ms: u64) -> u128 {
     u128::from(fuel) * 1000 / u128::from(ms.max(1))
 }
 
-/// Ledger entries for a flag: a penalty with the evidence and, for dissent and
-/// speed lies, the reduced multiplier (when it is not already at or below it).
-pub fn flag_entries(
-    node: Did,
-    flag: &Flag,
-    job: Option<JobId>,
-    fuel_weight: u64,
-    current_bps: u32,
-) -> Vec<Entry> {
+/// Whether a flag down-weights the node (its multiplier base drops to
+/// [`FLAGGED_BPS`]): dissent and speed lies.
+pub fn flag_downweights(kind: &str) -> bool {
+    matches!(kind, "HighDissent" | "SlowerThanClaimed")
+}
+
+/// The penalty entry for a flag, with its evidence.
+pub fn flag_penalty(node: Did, flag: &Flag, job: Option<JobId>, fuel_weight: u64) -> Entry {
     let ev = flag_evidence(flag, job);
-    let (reason, forfeit, adjust, unit) = match flag {
+    let (reason, forfeit, unit) = match flag {
         Flag::TooFast {
             unit, fuel_used, ..
         } => (
             PenaltyReason::ImpossibleSpeed,
             u128::from(*fuel_used) * u128::from(fuel_weight),
-            false,
             Some(u64::from(unit.index)),
         ),
-        Flag::SlowerThanClaimed { .. } => (PenaltyReason::ImpossibleSpeed, 0, true, None),
-        Flag::HighDissent { .. } => (PenaltyReason::QuorumDisagreement, u128::MAX, true, None),
-        Flag::RepeatedExpiry { .. } => (PenaltyReason::ExpiredWork, 0, false, None),
+        Flag::SlowerThanClaimed { .. } => (PenaltyReason::ImpossibleSpeed, 0, None),
+        Flag::HighDissent { .. } => (PenaltyReason::QuorumDisagreement, u128::MAX, None),
+        Flag::RepeatedExpiry { .. } => (PenaltyReason::ExpiredWork, 0, None),
     };
-    let mut out = vec![Entry::Penalty(Penalty {
+    Entry::Penalty(Penalty {
         node,
         reason,
         job: job.filter(|_| unit.is_some()),
         unit,
         forfeit_weight: forfeit,
         detail: format!("flag {}: {}", ev.kind, ev.detail),
-    })];
-    if adjust && current_bps > FLAGGED_BPS {
-        out.push(Entry::AdjustNode(AdjustNode {
-            node,
-            reward_bps: FLAGGED_BPS,
-            reason: format!("flag {}: {}", ev.kind, ev.detail),
-        }));
+    })
+}
+
+/// Which nodes share one node's reward weight (issue 8, Sybil resistance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SybilPolicy {
+    /// No grouping.
+    Off,
+    /// Nodes sharing an IP group (IPv4 /32, IPv6 /64 by default).
+    Ip,
+    /// Nodes sharing an IP group or an operator.
+    #[default]
+    IpOrOperator,
+}
+
+impl std::str::FromStr for SybilPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Self::Off),
+            "ip" => Ok(Self::Ip),
+            "ip-operator" => Ok(Self::IpOrOperator),
+            o => Err(format!(
+                "unknown Sybil policy {o:?}: off, ip or ip-operator"
+            )),
+        }
     }
-    out
+}
+
+/// The nodes that connected during the current epoch, with their IP group and
+/// operator. A node's group size `k` is the number of these nodes sharing its
+/// IP group (or, by policy, its operator), itself included; its reward
+/// multiplier is `base / k` (floor), `base` = 10,000 bps, or [`FLAGGED_BPS`]
+/// when flagged. So `k` nodes doing the work of `k` equal machines earn what
+/// one of them would, and the rounding never gives a group more. Pure.
+#[derive(Debug, Default)]
+pub struct SybilTracker {
+    pub policy: SybilPolicy,
+    epoch: u64,
+    seen: std::collections::HashMap<Did, (lode_sched::IpGroup, lode_sched::OperatorId)>,
+}
+
+impl SybilTracker {
+    pub fn new(policy: SybilPolicy) -> Self {
+        Self {
+            policy,
+            ..Self::default()
+        }
+    }
+
+    /// Starts epoch `epoch` if it is a new one (forgetting who was seen);
+    /// returns whether it did.
+    pub fn start_epoch(&mut self, epoch: u64) -> bool {
+        if epoch == self.epoch {
+            return false;
+        }
+        self.epoch = epoch;
+        self.seen.clear();
+        true
+    }
+
+    /// Records a node; returns the nodes whose group size may have changed.
+    pub fn saw(
+        &mut self,
+        node: Did,
+        ip: lode_sched::IpGroup,
+        op: lode_sched::OperatorId,
+    ) -> Vec<Did> {
+        self.seen.insert(node, (ip, op));
+        self.group(&node)
+    }
+
+    /// The nodes grouped with `node` (itself included; empty if not seen).
+    pub fn group(&self, node: &Did) -> Vec<Did> {
+        let Some(&(ip, op)) = self.seen.get(node) else {
+            return vec![];
+        };
+        let mut g: Vec<Did> = self
+            .seen
+            .iter()
+            .filter(|(d, (i, o))| {
+                *d == node
+                    || match self.policy {
+                        SybilPolicy::Off => false,
+                        SybilPolicy::Ip => *i == ip,
+                        SybilPolicy::IpOrOperator => *i == ip || *o == op,
+                    }
+            })
+            .map(|(d, _)| *d)
+            .collect();
+        g.sort();
+        g
+    }
+
+    /// The multiplier of `node` for a base multiplier `base`.
+    pub fn target_bps(&self, node: &Did, base: u32) -> u32 {
+        let k = self.group(node).len().max(1) as u32;
+        base / k
+    }
+}
+
+/// The `AdjustNode` bringing `node` from `current` to `target`, if they differ.
+pub fn reweigh_entry(
+    node: Did,
+    current: u32,
+    target: u32,
+    group: usize,
+    flagged: bool,
+) -> Option<Entry> {
+    (current != target).then(|| {
+        let mut why = vec![];
+        if flagged {
+            why.push(format!("flagged for dissent or a false speed ({FLAGGED_BPS} bps base)"));
+        }
+        if group > 1 {
+            why.push(format!(
+                "shares its IP group or operator with {} other node(s) this epoch: one node's weight split {group} ways",
+                group - 1
+            ));
+        }
+        if why.is_empty() {
+            why.push("full weight".into());
+        }
+        Entry::AdjustNode(AdjustNode {
+            node,
+            reward_bps: target,
+            reason: why.join("; "),
+        })
+    })
 }
 
 #[cfg(test)]
@@ -176,40 +296,89 @@ mod tests {
     }
 
     #[test]
-    fn flags_map_to_reasons_forfeits_and_multipliers() {
+    fn flags_map_to_reasons_and_forfeits() {
         let too_fast = Flag::TooFast {
             unit: UnitRef::new(lode_sched::JobId(1), 4),
             elapsed_ms: 10,
             fuel_used: 1_000_000,
             claimed_speed: 1_000,
         };
-        let e = flag_entries(did(), &too_fast, Some(Hash32::sha256(b"j")), 2, 10_000);
-        assert_eq!(e.len(), 1);
-        let Entry::Penalty(p) = &e[0] else { panic!() };
+        let Entry::Penalty(p) = flag_penalty(did(), &too_fast, Some(Hash32::sha256(b"j")), 2)
+        else {
+            panic!()
+        };
         assert_eq!(p.reason, PenaltyReason::ImpossibleSpeed);
         assert_eq!((p.unit, p.forfeit_weight), (Some(4), 2_000_000));
         assert!(p.detail.contains("100000000 fuel/s"), "{}", p.detail);
-
         let dissent = Flag::HighDissent {
             invalid: 5,
             verified: 10,
         };
-        let e = flag_entries(did(), &dissent, None, 1, 10_000);
-        assert_eq!(e.len(), 2);
+        let e = flag_penalty(did(), &dissent, None, 1);
         assert!(
-            matches!(&e[0], Entry::Penalty(p) if p.forfeit_weight == u128::MAX && p.detail.contains("5 of 10"))
+            matches!(&e, Entry::Penalty(p) if p.forfeit_weight == u128::MAX && p.detail.contains("5 of 10"))
         );
-        assert!(matches!(&e[1], Entry::AdjustNode(a) if a.reward_bps == FLAGGED_BPS));
-        // Already down-weighted: no second AdjustNode.
-        assert_eq!(flag_entries(did(), &dissent, None, 1, FLAGGED_BPS).len(), 1);
-
+        assert!(flag_downweights(&flag_evidence(&dissent, None).kind));
         let expiry = Flag::RepeatedExpiry {
             expired: 6,
             assigned: 8,
         };
-        let e = flag_entries(did(), &expiry, None, 1, 10_000);
+        let e = flag_penalty(did(), &expiry, None, 1);
         assert!(
-            matches!(&e[..], [Entry::Penalty(p)] if p.reason == PenaltyReason::ExpiredWork && p.forfeit_weight == 0)
+            matches!(&e, Entry::Penalty(p) if p.reason == PenaltyReason::ExpiredWork && p.forfeit_weight == 0)
         );
+        assert!(!flag_downweights(&flag_evidence(&expiry, None).kind));
+    }
+
+    fn kp(i: u8) -> Did {
+        Keypair::from_secret_bytes(&[i; 32]).did()
+    }
+
+    #[test]
+    fn a_swarm_behind_one_ip_shares_one_nodes_weight() {
+        use lode_sched::{IpGroup, OperatorId};
+        let mut t = SybilTracker::new(SybilPolicy::IpOrOperator);
+        t.start_epoch(1);
+        let honest = kp(1);
+        t.saw(honest, IpGroup(1), OperatorId([1; 32]));
+        for i in 0..10 {
+            let g = t.saw(kp(10 + i), IpGroup(9), OperatorId([10 + i; 32]));
+            assert_eq!(g.len(), usize::from(i) + 1);
+        }
+        assert_eq!(t.target_bps(&honest, 10_000), 10_000);
+        // 10 nodes with equal work w: 10 × w × 1,000 = one node's w × 10,000.
+        assert_eq!(t.target_bps(&kp(10), 10_000), 1_000);
+        assert_eq!(t.target_bps(&kp(10), FLAGGED_BPS), 500);
+        // Rounding never gives a group more than one node: 3 × 3,333 < 10,000.
+        let mut t3 = SybilTracker::new(SybilPolicy::Ip);
+        for i in 0..3 {
+            t3.saw(kp(i), IpGroup(5), OperatorId([i; 32]));
+        }
+        assert_eq!(t3.target_bps(&kp(0), 10_000), 3_333);
+        // Operator sharing counts under ip-operator, not under ip.
+        let mut a = SybilTracker::new(SybilPolicy::IpOrOperator);
+        let mut b = SybilTracker::new(SybilPolicy::Ip);
+        for t in [&mut a, &mut b] {
+            t.saw(kp(1), IpGroup(1), OperatorId([7; 32]));
+            t.saw(kp(2), IpGroup(2), OperatorId([7; 32]));
+        }
+        assert_eq!(a.target_bps(&kp(1), 10_000), 5_000);
+        assert_eq!(b.target_bps(&kp(1), 10_000), 10_000);
+        // Off: every node alone. A new epoch forgets the old groups.
+        let mut off = SybilTracker::new(SybilPolicy::Off);
+        off.saw(kp(1), IpGroup(1), OperatorId([7; 32]));
+        off.saw(kp(2), IpGroup(1), OperatorId([7; 32]));
+        assert_eq!(off.target_bps(&kp(1), 10_000), 10_000);
+        assert!(t.start_epoch(2));
+        assert!(t.group(&kp(10)).is_empty());
+        assert_eq!(
+            reweigh_entry(kp(10), 10_000, 10_000, 1, false),
+            None,
+            "no entry when nothing changes"
+        );
+        assert!(matches!(
+            reweigh_entry(kp(10), 10_000, 1_000, 10, false),
+            Some(Entry::AdjustNode(a)) if a.reward_bps == 1_000 && a.reason.contains("9 other")
+        ));
     }
 }

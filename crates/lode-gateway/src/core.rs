@@ -47,6 +47,8 @@ pub struct CoreConfig {
     /// `NodeCapacity::queue`). A queued unit's lease runs while it waits, so this
     /// bounds how much work one slow or vanished node can sit on.
     pub max_node_queue: u32,
+    /// Which nodes share one node's reward weight (see `anticheat::SybilTracker`).
+    pub sybil_policy: anticheat::SybilPolicy,
 }
 
 impl Default for CoreConfig {
@@ -58,6 +60,7 @@ impl Default for CoreConfig {
             max_units_per_job: 1_000_000,
             loopback_distinct: true,
             max_node_queue: 256,
+            sybil_policy: anticheat::SybilPolicy::default(),
         }
     }
 }
@@ -79,6 +82,9 @@ struct Session {
     region: Option<String>,
     unit_memory_bytes: u64,
     min_price_per_fuel: u128,
+    /// Its IP group and operator, as the scheduler and the Sybil policy see them.
+    ip_group: IpGroup,
+    operator_id: OperatorId,
 }
 
 /// A job in memory.
@@ -148,6 +154,8 @@ pub struct Core {
     /// Flags raised against nodes, with evidence (newest [`MAX_FLAG_EVIDENCE`]
     /// per node; persisted in the node's `NodeRecord::flags`).
     flag_evidence: HashMap<Did, Vec<FlagEvidence>>,
+    /// Nodes seen this epoch, by IP group and operator (Sybil reward weight).
+    sybil: anticheat::SybilTracker,
 }
 
 /// Flags with evidence kept per node for the API.
@@ -252,7 +260,9 @@ impl Core {
             guard: ReplayGuard::default(),
             metrics: Arc::new(Metrics::default()),
             flag_evidence: HashMap::new(),
+            sybil: anticheat::SybilTracker::default(),
         };
+        core.sybil.policy = core.cfg.sybil_policy;
         core.recover(now)?;
         Ok(core)
     }
@@ -805,9 +815,14 @@ impl Core {
             ip_group,
             trust,
         };
+        let (ip_group, operator_id) = (info.ip_group, info.operator);
         self.sched
             .node_joined(node, info, now)
             .map_err(|e| ApiError::bad_request("node_rejected", e.to_string()))?;
+        self.sybil.start_epoch(self.ledger.state().epoch());
+        for member in self.sybil.saw(node, ip_group, operator_id) {
+            self.reweigh(&member);
+        }
         let session = random::<16>();
         self.sessions.insert(
             session,
@@ -819,6 +834,8 @@ impl Core {
                 unit_memory_bytes: h.capacity.unit_memory_bytes(),
                 min_price_per_fuel: h.min_price_per_fuel,
                 region: h.region.clone(),
+                ip_group,
+                operator_id,
             },
         );
         self.node_session.insert(node, session);
@@ -1154,12 +1171,30 @@ impl Core {
                 },
             ));
         }
-        let bps = self
-            .ledger
-            .state()
-            .node(&node)
-            .map_or(lode_ledger::entry::FULL_BPS, |n| n.reward_bps);
-        for e in anticheat::flag_entries(node, &flag, job, self.fuel_weight(), bps) {
+        let e = anticheat::flag_penalty(node, &flag, job, self.fuel_weight());
+        self.submit_penalty(e);
+        self.reweigh(&node);
+    }
+
+    /// Brings a node's reward multiplier on the ledger to what the policy says:
+    /// base (full, or `FLAGGED_BPS` when flagged for dissent or a false speed)
+    /// divided among the nodes of its Sybil group this epoch.
+    fn reweigh(&mut self, node: &Did) {
+        let Some(current) = self.ledger.state().node(node).map(|n| n.reward_bps) else {
+            return;
+        };
+        let flagged = self
+            .flags_of(node)
+            .iter()
+            .any(|f| anticheat::flag_downweights(&f.kind));
+        let base = if flagged {
+            anticheat::FLAGGED_BPS
+        } else {
+            lode_ledger::entry::FULL_BPS
+        };
+        let group = self.sybil.group(node).len();
+        let target = self.sybil.target_bps(node, base);
+        if let Some(e) = anticheat::reweigh_entry(*node, current, target, group, flagged) {
             self.submit_penalty(e);
         }
     }
@@ -1229,6 +1264,21 @@ impl Core {
             Ok(Some(b)) => {
                 self.metrics.blocks_sealed.inc();
                 self.metrics.ledger_height.set(b.height);
+                // A new epoch: groups are those of the nodes online now (their
+                // multipliers go into the next block, the new epoch's).
+                if self.sybil.start_epoch(self.ledger.state().epoch()) {
+                    let online: Vec<(Did, IpGroup, OperatorId)> = self
+                        .sessions
+                        .values()
+                        .map(|s| (s.node, s.ip_group, s.operator_id))
+                        .collect();
+                    for (node, ip, op) in &online {
+                        self.sybil.saw(*node, *ip, *op);
+                    }
+                    for (node, ..) in &online {
+                        self.reweigh(node);
+                    }
+                }
             }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "sealing a ledger block failed"),

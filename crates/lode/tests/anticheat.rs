@@ -131,3 +131,49 @@ fn always_wrong_node_is_rejected_penalized_on_the_ledger_and_never_paid() {
     let text = h.to_string();
     assert!(text.contains("invalid_result"), "{text}");
 }
+
+/// Sybil policy: 10 nodes behind one IP (the gateway groups loopback clients by
+/// source address) share one node's reward weight. With one honest node and
+/// quorum 2 every unit runs once on the honest node and once in the swarm, so
+/// the swarm as a whole does exactly the honest node's work: it is paid the
+/// same fees for it, and earns a tenth of its epoch rewards.
+#[test]
+fn sybil_swarm_behind_one_ip_earns_no_more_than_one_honest_node() {
+    let mut net = Net::start_with(0, 4_000, &["--group-loopback"]);
+    net.add_node_with(0, &["--source-ip", "127.0.0.10"]);
+    for i in 1..11 {
+        net.add_node_with(i, &["--source-ip", "127.0.0.20"]);
+    }
+    net.wait_nodes(11, Duration::from_secs(60));
+    run_sha256(&net, &inputs(40, 5), 2, false);
+    // Let the epoch with the work close.
+    std::thread::sleep(Duration::from_millis(net.epoch_ms + 1_500));
+    net.stop_gateway();
+    let view = LedgerView::open(&net.ledger_dir()).expect("ledger");
+    let st = view.state();
+    let node = |i: usize| st.node(&net.node_keys[i].did()).expect("node").clone();
+    let honest = node(0);
+    let swarm: Vec<_> = (1..11).map(node).collect();
+    let swarm_rewards: u128 = swarm.iter().map(|n| n.rewards_total).sum();
+    let swarm_fees: u128 = swarm.iter().map(|n| n.fees_total).sum();
+    assert_eq!(swarm_fees, honest.fees_total, "same work, same fees");
+    assert!(honest.rewards_total > 0);
+    assert!(
+        swarm_rewards <= honest.rewards_total,
+        "swarm {swarm_rewards} vs honest {}",
+        honest.rewards_total
+    );
+    // Exactly a tenth (each epoch: swarm weight × 1,000 bps = honest weight ×
+    // 10,000 / 10), up to one base unit of rounding per node and epoch.
+    let epochs = st.epoch_records().count() as u128;
+    let tenth = honest.rewards_total / 10;
+    assert!(
+        swarm_rewards.abs_diff(tenth) <= 11 * epochs,
+        "{swarm_rewards} vs {tenth}"
+    );
+    assert!(swarm.iter().all(|n| n.reward_bps == 1_000));
+    assert_eq!(honest.reward_bps, 10_000);
+    let h = view.history(&net.node_keys[5].did(), 100).expect("history");
+    assert!(h.iter().any(|e| matches!(&e.kind,
+        EventKind::RewardWeightSet { reward_bps: 1_000, reason, .. } if reason.contains("9 other"))));
+}

@@ -65,6 +65,8 @@ pub struct Net {
     pub requester_path: PathBuf,
     pub node_keys: Vec<KeyFile>,
     pub epoch_ms: u64,
+    /// Extra `lode gateway` arguments.
+    pub gateway_args: Vec<String>,
 }
 
 pub fn new_key(path: &Path, payout: Option<EvmAddress>) -> KeyFile {
@@ -84,6 +86,11 @@ impl Net {
 
     /// Starts a gateway (funding a fresh requester with 1,000,000 tokens) and `nodes` nodes.
     pub fn start(nodes: usize, epoch_ms: u64) -> Net {
+        Net::start_with(nodes, epoch_ms, &[])
+    }
+
+    /// Like [`Net::start`], with extra `lode gateway` arguments.
+    pub fn start_with(nodes: usize, epoch_ms: u64, gateway_args: &[&str]) -> Net {
         let dir = tempfile::tempdir().expect("tempdir");
         let requester_path = dir.path().join("requester.key");
         let requester = new_key(&requester_path, None);
@@ -97,6 +104,7 @@ impl Net {
             requester_path,
             node_keys: vec![],
             epoch_ms,
+            gateway_args: gateway_args.iter().map(|a| a.to_string()).collect(),
         };
         net.start_gateway();
         for i in 0..nodes {
@@ -114,6 +122,7 @@ impl Net {
             .args(["--fund", &format!("{}=1000000", self.requester.did())])
             .args(["--epoch-ms", &self.epoch_ms.to_string()])
             .args(["--poll-timeout-ms", "1000", "--block-interval-ms", "100"])
+            .args(&self.gateway_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -172,9 +172,19 @@ impl std::str::FromStr for SybilPolicy {
 #[derive(Debug, Default)]
 pub struct SybilTracker {
     pub policy: SybilPolicy,
+    /// Geographic spread (permille, 0 = off): see [`SybilTracker::region_bps`].
+    pub region_spread_permille: u32,
     epoch: u64,
     seen: std::collections::HashMap<Did, (lode_sched::IpGroup, lode_sched::OperatorId)>,
+    /// Each seen node's declared region ("" when none).
+    regions: std::collections::HashMap<Did, String>,
+    /// Region factors (bps) fixed at the start of the epoch, by region.
+    region_factor: std::collections::HashMap<String, u32>,
 }
+
+/// Default geographic spread: a region keeps full weight up to 1.5 × its fair
+/// share of nodes.
+pub const DEFAULT_REGION_SPREAD_PERMILLE: u32 = 1_500;
 
 impl SybilTracker {
     pub fn new(policy: SybilPolicy) -> Self {
@@ -192,7 +202,39 @@ impl SybilTracker {
         }
         self.epoch = epoch;
         self.seen.clear();
+        self.regions.clear();
+        self.region_factor.clear();
         true
+    }
+
+    /// Fixes the epoch's region factors from the nodes seen so far (call after
+    /// recording the nodes online at the start of an epoch).
+    pub fn fix_region_factors(&mut self) {
+        let mut counts: std::collections::BTreeMap<&str, u64> = Default::default();
+        for r in self.regions.values() {
+            *counts.entry(r.as_str()).or_default() += 1;
+        }
+        let total: u64 = counts.values().sum();
+        let n_regions = counts.len() as u64;
+        self.region_factor = counts
+            .iter()
+            .map(|(r, n)| {
+                (
+                    r.to_string(),
+                    region_factor_bps(*n, total, n_regions, self.region_spread_permille),
+                )
+            })
+            .collect();
+    }
+
+    /// The region factor of `node` (bps): as fixed at the start of the epoch,
+    /// or full weight for a region nobody was in then.
+    pub fn region_bps(&self, node: &Did) -> u32 {
+        self.regions
+            .get(node)
+            .and_then(|r| self.region_factor.get(r))
+            .copied()
+            .unwrap_or(lode_ledger::entry::FULL_BPS)
     }
 
     /// Records a node; returns the nodes whose group size may have changed.
@@ -201,8 +243,11 @@ impl SybilTracker {
         node: Did,
         ip: lode_sched::IpGroup,
         op: lode_sched::OperatorId,
+        region: Option<&str>,
     ) -> Vec<Did> {
         self.seen.insert(node, (ip, op));
+        self.regions
+            .insert(node, region.unwrap_or_default().to_string());
         self.group(&node)
     }
 
@@ -228,11 +273,32 @@ impl SybilTracker {
         g
     }
 
-    /// The multiplier of `node` for a base multiplier `base`.
+    /// The multiplier of `node` for a base multiplier `base`:
+    /// `floor(floor(base × region / 10,000) / k)`.
     pub fn target_bps(&self, node: &Did, base: u32) -> u32 {
         let k = self.group(node).len().max(1) as u32;
-        base / k
+        let regional = u64::from(base) * u64::from(self.region_bps(node))
+            / u64::from(lode_ledger::entry::FULL_BPS);
+        regional as u32 / k
     }
+}
+
+/// Geographic spread: with `total` nodes over `regions` regions (nodes that
+/// declare none form one region of their own), a region's fair share is
+/// `total / regions`; a region keeps full weight up to `spread` (permille) of
+/// its fair share and beyond that its nodes' weight is scaled down so the
+/// region as a whole weighs as much as `spread × fair share` nodes:
+/// `factor = min(10,000, floor(10,000 × spread × total / (1,000 × regions × n)))`.
+/// One region alone, or evenly spread regions, are never scaled; `spread = 0`
+/// turns the rule off.
+pub fn region_factor_bps(n: u64, total: u64, regions: u64, spread_permille: u32) -> u32 {
+    let full = u128::from(lode_ledger::entry::FULL_BPS);
+    if spread_permille == 0 || n == 0 || regions == 0 {
+        return full as u32;
+    }
+    let num = full * u128::from(spread_permille) * u128::from(total);
+    let den = 1_000 * u128::from(regions) * u128::from(n);
+    (num / den).min(full) as u32
 }
 
 /// The `AdjustNode` bringing `node` from `current` to `target`, if they differ.
@@ -340,9 +406,9 @@ mod tests {
         let mut t = SybilTracker::new(SybilPolicy::IpOrOperator);
         t.start_epoch(1);
         let honest = kp(1);
-        t.saw(honest, IpGroup(1), OperatorId([1; 32]));
+        t.saw(honest, IpGroup(1), OperatorId([1; 32]), None);
         for i in 0..10 {
-            let g = t.saw(kp(10 + i), IpGroup(9), OperatorId([10 + i; 32]));
+            let g = t.saw(kp(10 + i), IpGroup(9), OperatorId([10 + i; 32]), None);
             assert_eq!(g.len(), usize::from(i) + 1);
         }
         assert_eq!(t.target_bps(&honest, 10_000), 10_000);
@@ -352,22 +418,22 @@ mod tests {
         // Rounding never gives a group more than one node: 3 × 3,333 < 10,000.
         let mut t3 = SybilTracker::new(SybilPolicy::Ip);
         for i in 0..3 {
-            t3.saw(kp(i), IpGroup(5), OperatorId([i; 32]));
+            t3.saw(kp(i), IpGroup(5), OperatorId([i; 32]), None);
         }
         assert_eq!(t3.target_bps(&kp(0), 10_000), 3_333);
         // Operator sharing counts under ip-operator, not under ip.
         let mut a = SybilTracker::new(SybilPolicy::IpOrOperator);
         let mut b = SybilTracker::new(SybilPolicy::Ip);
         for t in [&mut a, &mut b] {
-            t.saw(kp(1), IpGroup(1), OperatorId([7; 32]));
-            t.saw(kp(2), IpGroup(2), OperatorId([7; 32]));
+            t.saw(kp(1), IpGroup(1), OperatorId([7; 32]), None);
+            t.saw(kp(2), IpGroup(2), OperatorId([7; 32]), None);
         }
         assert_eq!(a.target_bps(&kp(1), 10_000), 5_000);
         assert_eq!(b.target_bps(&kp(1), 10_000), 10_000);
         // Off: every node alone. A new epoch forgets the old groups.
         let mut off = SybilTracker::new(SybilPolicy::Off);
-        off.saw(kp(1), IpGroup(1), OperatorId([7; 32]));
-        off.saw(kp(2), IpGroup(1), OperatorId([7; 32]));
+        off.saw(kp(1), IpGroup(1), OperatorId([7; 32]), None);
+        off.saw(kp(2), IpGroup(1), OperatorId([7; 32]), None);
         assert_eq!(off.target_bps(&kp(1), 10_000), 10_000);
         assert!(t.start_epoch(2));
         assert!(t.group(&kp(10)).is_empty());
@@ -380,5 +446,85 @@ mod tests {
             reweigh_entry(kp(10), 10_000, 1_000, 10, false),
             Some(Entry::AdjustNode(a)) if a.reward_bps == 1_000 && a.reason.contains("9 other")
         ));
+    }
+
+    /// Geographic spread, simulated: seeded networks of nodes in regions with
+    /// equal work per node; one epoch's emission split by the ledger's own
+    /// pro-rata math over `work × multiplier`.
+    #[test]
+    fn sim_rewards_prefer_under_served_regions() {
+        use lode_ledger::rewards::split_pro_rata;
+        use lode_sched::{IpGroup, OperatorId};
+        const EMISSION: u128 = 410_958 * 10u128.pow(18);
+        // (region of each node) → (reward per node by region, share of region 0)
+        let run = |regions: &[&'static str]| {
+            let mut t = SybilTracker::new(SybilPolicy::IpOrOperator);
+            t.region_spread_permille = DEFAULT_REGION_SPREAD_PERMILLE;
+            t.start_epoch(1);
+            let dids: Vec<Did> = (0..regions.len())
+                .map(|i| {
+                    let mut seed = [0u8; 32];
+                    seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+                    Keypair::from_secret_bytes(&seed).did()
+                })
+                .collect();
+            for (i, (d, r)) in dids.iter().zip(regions).enumerate() {
+                t.saw(*d, IpGroup(i as u128), OperatorId([i as u8; 32]), Some(r));
+            }
+            t.fix_region_factors();
+            // Equal work (1,000 fuel) per node; weight = work × multiplier.
+            let weights: Vec<u128> = dids
+                .iter()
+                .map(|d| 1_000 * u128::from(t.target_bps(d, 10_000)))
+                .collect();
+            let (paid, dust) = split_pro_rata(EMISSION, &weights).expect("split");
+            assert_eq!(paid.iter().sum::<u128>() + dust, EMISSION);
+            let mut by_region: std::collections::BTreeMap<&'static str, (u128, u128)> =
+                Default::default();
+            for (r, p) in regions.iter().zip(&paid) {
+                let e = by_region.entry(r).or_default();
+                e.0 += p;
+                e.1 += 1;
+            }
+            by_region
+        };
+        // Seeded random networks: 60–90 % of 200 nodes in "eu", the rest over 4 regions.
+        let mut x = 0x5eed_u64;
+        for _ in 0..20 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let crowded = 120 + (x % 61) as usize;
+            let others = ["us", "sa", "af", "ap"];
+            let mut regions: Vec<&'static str> = vec!["eu"; crowded];
+            for i in 0..200 - crowded {
+                regions.push(others[i % 4]);
+            }
+            let r = run(&regions);
+            let per_node = |k: &str| r[k].0 / r[k].1;
+            let eu_share = r["eu"].0 as f64 / EMISSION as f64;
+            let node_share = crowded as f64 / 200.0;
+            // Under-served regions earn more per node (same work) than the crowded one.
+            for o in others {
+                assert!(per_node(o) > per_node("eu"), "{o}: {r:?}");
+            }
+            // The crowded region's reward share falls below its node share ...
+            assert!(eu_share < node_share, "{eu_share} vs {node_share}");
+            // ... to the weight of 1.5 fair shares: 1.5 × 40 nodes against the others.
+            let eu_weight = 60.0;
+            let expected = eu_weight / (eu_weight + (200 - crowded) as f64);
+            assert!(
+                (eu_share - expected).abs() < 0.01,
+                "{eu_share} vs {expected}"
+            );
+        }
+        // Evenly spread regions, or a single region: nobody is scaled.
+        let even: Vec<&'static str> = (0..200).map(|i| ["eu", "us", "ap", "sa"][i % 4]).collect();
+        let r = run(&even);
+        assert!(r.values().all(|(p, n)| p / n == r["eu"].0 / r["eu"].1));
+        assert_eq!(region_factor_bps(200, 200, 1, 1_500), 10_000);
+        assert_eq!(region_factor_bps(50, 200, 4, 1_500), 10_000);
+        assert_eq!(region_factor_bps(150, 200, 5, 1_500), 4_000);
+        assert_eq!(region_factor_bps(150, 200, 5, 0), 10_000);
     }
 }

@@ -49,6 +49,9 @@ pub struct CoreConfig {
     pub max_node_queue: u32,
     /// Which nodes share one node's reward weight (see `anticheat::SybilTracker`).
     pub sybil_policy: anticheat::SybilPolicy,
+    /// Geographic spread of reward weight, permille of a region's fair share of
+    /// nodes kept at full weight (0 = off; see `anticheat::region_factor_bps`).
+    pub region_spread_permille: u32,
 }
 
 impl Default for CoreConfig {
@@ -61,6 +64,7 @@ impl Default for CoreConfig {
             loopback_distinct: true,
             max_node_queue: 256,
             sybil_policy: anticheat::SybilPolicy::default(),
+            region_spread_permille: anticheat::DEFAULT_REGION_SPREAD_PERMILLE,
         }
     }
 }
@@ -263,6 +267,7 @@ impl Core {
             sybil: anticheat::SybilTracker::default(),
         };
         core.sybil.policy = core.cfg.sybil_policy;
+        core.sybil.region_spread_permille = core.cfg.region_spread_permille;
         core.recover(now)?;
         Ok(core)
     }
@@ -820,7 +825,11 @@ impl Core {
             .node_joined(node, info, now)
             .map_err(|e| ApiError::bad_request("node_rejected", e.to_string()))?;
         self.sybil.start_epoch(self.ledger.state().epoch());
-        for member in self.sybil.saw(node, ip_group, operator_id) {
+        let region = h.region.clone();
+        for member in self
+            .sybil
+            .saw(node, ip_group, operator_id, region.as_deref())
+        {
             self.reweigh(&member);
         }
         let session = random::<16>();
@@ -1267,14 +1276,15 @@ impl Core {
                 // A new epoch: groups are those of the nodes online now (their
                 // multipliers go into the next block, the new epoch's).
                 if self.sybil.start_epoch(self.ledger.state().epoch()) {
-                    let online: Vec<(Did, IpGroup, OperatorId)> = self
+                    let online: Vec<(Did, IpGroup, OperatorId, Option<String>)> = self
                         .sessions
                         .values()
-                        .map(|s| (s.node, s.ip_group, s.operator_id))
+                        .map(|s| (s.node, s.ip_group, s.operator_id, s.region.clone()))
                         .collect();
-                    for (node, ip, op) in &online {
-                        self.sybil.saw(*node, *ip, *op);
+                    for (node, ip, op, region) in &online {
+                        self.sybil.saw(*node, *ip, *op, region.as_deref());
                     }
+                    self.sybil.fix_region_factors();
                     for (node, ..) in &online {
                         self.reweigh(node);
                     }

@@ -46,6 +46,8 @@ struct Scenario {
     /// The adversaries return the same wrong output (colluding/lazy): compare
     /// with the collusion race of ARCHITECTURE.md.
     colluding: bool,
+    /// Intermittent cheaters' rate of wrong results.
+    cheat_rate: Option<f64>,
 }
 
 fn behaviour(b: &str) -> Vec<String> {
@@ -80,6 +82,8 @@ struct Outcome {
     wrong_accepted: usize,
     failed: u32,
     bound: Option<f64>,
+    /// The bound is an upper bound (worst-case strategy), not an expectation.
+    upper: bool,
     adv_fees: u128,
     all_fees: u128,
     adv_rewards: u128,
@@ -88,7 +92,7 @@ struct Outcome {
     all_real: u128,
     wrong_fees: u128,
     flags: Vec<String>,
-    /// Sybil: the swarm's rewards + fees vs the mean honest node's.
+    /// Sybil: the swarm's epoch rewards vs the mean honest node's.
     swarm_vs_honest: Option<(u128, u128)>,
 }
 
@@ -216,6 +220,12 @@ fn run(s: &Scenario, honest: usize, units: usize, epoch_ms: u64) -> Outcome {
     } else if !s.adaptive {
         // Random wrong outputs never agree: nothing wrong can reach a quorum.
         o.bound = Some(0.0);
+    } else if let Some(e) = s.cheat_rate {
+        // Intermittent cheater, worst case (honest until trusted, T = 10, v = 0):
+        // at most FAR per result; the cheaters return about their node share of results.
+        let f = a.count as f64 / (honest + a.count) as f64;
+        o.bound = Some(f * analysis::intermittent_cheater_closed_form(10, e));
+        o.upper = true;
     }
 
     // Let an epoch close after the work, then stop the gateway cleanly.
@@ -224,21 +234,19 @@ fn run(s: &Scenario, honest: usize, units: usize, epoch_ms: u64) -> Outcome {
     gw.terminate();
     let view = LedgerView::open(&dir.path().join("gw/ledger")).expect("ledger");
     let st = view.state();
-    let mut honest_total = 0u128;
-    let mut swarm_total = 0u128;
+    let mut honest_rewards = 0u128;
     for (d, n) in st.nodes() {
         o.all_fees += n.fees_total;
         o.all_rewards += n.rewards_total;
         if adv_dids.contains(d) {
             o.adv_fees += n.fees_total;
             o.adv_rewards += n.rewards_total;
-            swarm_total += n.fees_total + n.rewards_total;
         } else {
-            honest_total += n.fees_total + n.rewards_total;
+            honest_rewards += n.rewards_total;
         }
     }
     if a.one_ip {
-        o.swarm_vs_honest = Some((swarm_total, honest_total / honest.max(1) as u128));
+        o.swarm_vs_honest = Some((o.adv_rewards, honest_rewards / honest.max(1) as u128));
     }
     o
 }
@@ -260,6 +268,7 @@ fn main() {
             max_replicas: 4,
             adaptive: false,
             colluding: false,
+            cheat_rate: None,
         },
         Scenario {
             name: "intermittent wrong (10% of units), full quorum",
@@ -268,6 +277,7 @@ fn main() {
             max_replicas: 4,
             adaptive: false,
             colluding: false,
+            cheat_rate: None,
         },
         Scenario {
             name: "intermittent wrong (10% of units), adaptive trust",
@@ -276,6 +286,7 @@ fn main() {
             max_replicas: 4,
             adaptive: true,
             colluding: false,
+            cheat_rate: Some(0.1),
         },
         Scenario {
             name: "lazy (empty output, fuel 0)",
@@ -284,6 +295,7 @@ fn main() {
             max_replicas: 3,
             adaptive: false,
             colluding: true,
+            cheat_rate: None,
         },
         Scenario {
             name: "colluding group, q = 2, M = 3",
@@ -292,14 +304,20 @@ fn main() {
             max_replicas: 3,
             adaptive: false,
             colluding: true,
+            cheat_rate: None,
         },
         Scenario {
-            name: "colluding group, q = 3, M = 5",
-            adversaries: two("colluding:1000"),
+            name: "colluding group (3 nodes), q = 3, M = 5",
+            adversaries: Adversary {
+                args: behaviour("colluding:1000"),
+                count: 3,
+                one_ip: false,
+            },
             quorum: 3,
             max_replicas: 5,
             adaptive: false,
             colluding: true,
+            cheat_rate: None,
         },
         Scenario {
             name: "colluding Sybil swarm (10 nodes, one IP)",
@@ -312,6 +330,7 @@ fn main() {
             max_replicas: 4,
             adaptive: false,
             colluding: true,
+            cheat_rate: None,
         },
         Scenario {
             name: "honest Sybil swarm (10 nodes, one IP)",
@@ -324,6 +343,7 @@ fn main() {
             max_replicas: 4,
             adaptive: false,
             colluding: false,
+            cheat_rate: None,
         },
         Scenario {
             name: "speed liar (claims 10^12 fuel/s)",
@@ -336,6 +356,7 @@ fn main() {
             max_replicas: 4,
             adaptive: false,
             colluding: false,
+            cheat_rate: None,
         },
     ];
     println!(
@@ -365,7 +386,10 @@ fn main() {
             if s.adaptive { "adaptive" } else { "full" },
             o.wrong_accepted,
             o.wrong_accepted as f64 / o.units as f64,
-            o.bound.map_or("—".into(), |b| format!("{b:.4}")),
+            o.bound.map_or("—".into(), |b| format!(
+                "{}{b:.4}",
+                if o.upper { "≤ " } else { "" }
+            )),
             o.failed,
             share(o.adv_fees, o.all_fees),
             share(o.adv_rewards, o.all_rewards),
@@ -379,7 +403,7 @@ fn main() {
         );
         if let Some((swarm, one)) = o.swarm_vs_honest {
             println!(
-                "|   ↳ swarm's fees + rewards vs the mean honest node | | | | | | | {} base units vs {one} ({:.2}×) | | | | |",
+                "|   ↳ swarm's epoch rewards vs the mean honest node's | | | | | | | | {} vs {one} base units ({:.2}×) | | | |",
                 swarm,
                 swarm as f64 / one.max(1) as f64
             );

@@ -177,3 +177,61 @@ fn sybil_swarm_behind_one_ip_earns_no_more_than_one_honest_node() {
     assert!(h.iter().any(|e| matches!(&e.kind,
         EventKind::RewardWeightSet { reward_bps: 1_000, reason, .. } if reason.contains("9 other"))));
 }
+
+/// A colluding swarm behind one IP never wins a quorum (one IP group < q = 2),
+/// and lazy nodes (empty output, 0 fuel claimed; two of them agree) are never
+/// paid a fee or a reward even for the units they win.
+#[test]
+fn colluding_swarm_never_wins_and_lazy_nodes_earn_nothing() {
+    let mut net = Net::start_with(0, 600_000, &["--group-loopback"]);
+    for i in 0..3 {
+        net.add_node_with(i, &["--source-ip", &format!("127.0.0.{}", 10 + i)]);
+    }
+    for i in 3..7 {
+        let b = ["--behaviour", "colluding:1000", "--source-ip", "127.0.0.20"];
+        net.add_node_with(i, &b);
+    }
+    for i in 7..9 {
+        let ip = format!("127.0.0.{}", 30 + i);
+        net.add_node_with(i, &["--behaviour", "lazy:1000", "--source-ip", &ip]);
+    }
+    net.wait_nodes(9, Duration::from_secs(60));
+    let job = run_sha256(&net, &inputs(40, 9), 2, false);
+    let results = net.client().results(&job).expect("results");
+    let swarm: Vec<String> = (3..7).map(|i| net.node_keys[i].did().to_string()).collect();
+    for r in &results {
+        let out = r.stdout_bytes().expect("stdout");
+        assert!(!out.ends_with(b"(colluded)"), "unit {}", r.unit);
+        assert!(
+            r.credited.iter().all(|c| !swarm.contains(c)),
+            "unit {}",
+            r.unit
+        );
+    }
+    net.stop_gateway();
+    let view = LedgerView::open(&net.ledger_dir()).expect("ledger");
+    let st = view.state();
+    for i in 3..9 {
+        let n = st.node(&net.node_keys[i].did()).expect("node");
+        assert_eq!((n.fees_total, n.rewards_total), (0, 0), "node {i}");
+    }
+    // The adversaries' rejected results are on the ledger with their reason.
+    let rejected: usize = (3..9)
+        .map(|i| {
+            view.history(&net.node_keys[i].did(), 1_000)
+                .expect("history")
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e.kind,
+                        EventKind::Penalized {
+                            reason: PenaltyReason::InvalidResult,
+                            ..
+                        }
+                    )
+                })
+                .count()
+        })
+        .sum();
+    assert!(rejected > 0);
+}

@@ -106,6 +106,38 @@ fn observed(fuel: u64, ms: u64) -> u128 {
     u128::from(fuel) * 1000 / u128::from(ms.max(1))
 }
 
+/// The ledger record of a node losing trusted (single-replica) status: a
+/// penalty without forfeit whose detail says why and what follows. `cv` is
+/// the run of verified results it had.
+pub fn trust_lost(node: Did, cause: &lode_sched::TrustCause, job: Option<JobId>, cv: u32) -> Entry {
+    use lode_sched::TrustCause;
+    let (reason, unit, why) = match cause {
+        TrustCause::Invalid { unit } => (
+            PenaltyReason::InvalidResult,
+            Some(unit.index),
+            "a result the quorum rejected",
+        ),
+        TrustCause::Inconclusive { unit } => (
+            PenaltyReason::Other,
+            Some(unit.index),
+            "a unit that failed without consensus",
+        ),
+        TrustCause::Flagged => (PenaltyReason::Other, None, "a behaviour flag"),
+        TrustCause::Lost(_) => (PenaltyReason::ExpiredWork, None, "lost work"),
+        TrustCause::Valid => (PenaltyReason::Other, None, "a trust reset"),
+    };
+    Entry::Penalty(Penalty {
+        node,
+        reason,
+        job: job.filter(|_| unit.is_some()),
+        unit: unit.map(u64::from),
+        forfeit_weight: 0,
+        detail: format!(
+            "lost trusted (single-replica) status after {cv} consecutive verified results, by {why}: its units are verified by a full quorum again until it has rebuilt the run"
+        ),
+    })
+}
+
 /// Whether a flag down-weights the node (its multiplier base drops to
 /// [`FLAGGED_BPS`]): dissent and speed lies.
 pub fn flag_downweights(kind: &str) -> bool {
@@ -526,5 +558,19 @@ mod tests {
         assert_eq!(region_factor_bps(50, 200, 4, 1_500), 10_000);
         assert_eq!(region_factor_bps(150, 200, 5, 1_500), 4_000);
         assert_eq!(region_factor_bps(150, 200, 5, 0), 10_000);
+    }
+
+    #[test]
+    fn losing_trust_is_recorded_with_its_cause() {
+        let unit = UnitRef::new(lode_sched::JobId(1), 9);
+        let cause = lode_sched::TrustCause::Invalid { unit };
+        let Entry::Penalty(p) = trust_lost(did(), &cause, Some(Hash32::sha256(b"j")), 14) else {
+            panic!()
+        };
+        assert_eq!(
+            (p.reason, p.unit, p.forfeit_weight),
+            (PenaltyReason::InvalidResult, Some(9), 0)
+        );
+        assert!(p.detail.contains("after 14 consecutive") && p.detail.contains("rejected"));
     }
 }

@@ -160,6 +160,8 @@ pub struct Core {
     flag_evidence: HashMap<Did, Vec<FlagEvidence>>,
     /// Nodes seen this epoch, by IP group and operator (Sybil reward weight).
     sybil: anticheat::SybilTracker,
+    /// Trusted nodes and their run of verified results (to record losing it).
+    trusted: HashMap<Did, u32>,
 }
 
 /// Flags with evidence kept per node for the API.
@@ -265,6 +267,7 @@ impl Core {
             metrics: Arc::new(Metrics::default()),
             flag_evidence: HashMap::new(),
             sybil: anticheat::SybilTracker::default(),
+            trusted: HashMap::new(),
         };
         core.sybil.policy = core.cfg.sybil_policy;
         core.sybil.region_spread_permille = core.cfg.region_spread_permille;
@@ -825,6 +828,9 @@ impl Core {
             .node_joined(node, info, now)
             .map_err(|e| ApiError::bad_request("node_rejected", e.to_string()))?;
         self.sybil.start_epoch(self.ledger.state().epoch());
+        if let Some(st) = self.sched.node_status(&node).filter(|s| s.trusted) {
+            self.trusted.insert(node, st.trust.consecutive_valid);
+        }
         let region = h.region.clone();
         for member in self
             .sybil
@@ -1023,6 +1029,19 @@ impl Core {
                 }
                 Decision::LeaseLost { .. } => self.metrics.leases_lost.inc(),
                 Decision::Trust(t) => {
+                    if t.trusted {
+                        self.trusted.insert(t.node, t.trust.consecutive_valid);
+                    } else if let Some(cv) = self.trusted.remove(&t.node) {
+                        let job = match &t.cause {
+                            lode_sched::TrustCause::Invalid { unit }
+                            | lode_sched::TrustCause::Inconclusive { unit } => {
+                                self.jobs.get(&unit.job.0).map(|j| j.wire)
+                            }
+                            _ => None,
+                        };
+                        let e = anticheat::trust_lost(t.node, &t.cause, job, cv);
+                        self.submit_penalty(e);
+                    }
                     let flags = self.flags_of(&t.node).iter().map(flag_line).collect();
                     batch.nodes.push((
                         t.node,

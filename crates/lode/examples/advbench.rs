@@ -11,7 +11,8 @@
 //! raised against the adversaries.
 //!
 //! Run with `bench/adversaries.sh` (release build first), or
-//! `cargo run --release --example advbench -- [--honest 8] [--units 1000] [--epoch-ms 2000]`.
+//! `cargo run --release --example advbench -- [--honest 8] [--units 1000] [--epoch-ms 2000]
+//! [--swarm 10] [--only TEXT]` (`--only Sybil` runs the scenarios whose name contains it).
 
 mod common;
 
@@ -255,6 +256,15 @@ fn main() {
     let honest = arg("--honest", 8);
     let units = arg("--units", 1_000);
     let epoch_ms = arg("--epoch-ms", 2_000) as u64;
+    let swarm = arg("--swarm", 10);
+    // `--only TEXT`: run only the scenarios whose name contains TEXT.
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_default();
     let two = |b: &str| Adversary {
         args: behaviour(b),
         count: 2,
@@ -320,10 +330,10 @@ fn main() {
             cheat_rate: None,
         },
         Scenario {
-            name: "colluding Sybil swarm (10 nodes, one IP)",
+            name: "colluding Sybil swarm (one IP)",
             adversaries: Adversary {
                 args: behaviour("colluding:1000"),
-                count: 10,
+                count: swarm,
                 one_ip: true,
             },
             quorum: 2,
@@ -333,10 +343,10 @@ fn main() {
             cheat_rate: None,
         },
         Scenario {
-            name: "honest Sybil swarm (10 nodes, one IP)",
+            name: "honest Sybil swarm (one IP)",
             adversaries: Adversary {
                 args: vec![],
-                count: 10,
+                count: swarm,
                 one_ip: true,
             },
             quorum: 2,
@@ -368,7 +378,7 @@ fn main() {
         "| scenario | adversaries | q / M / trust | wrong accepted | rate | bound | failed | adv. fee share | adv. reward share | adv. share of real work | fees for wrong results | flags on adversaries |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for s in &scenarios {
+    for s in scenarios.iter().filter(|s| s.name.contains(&only)) {
         let o = run(s, honest, units, epoch_ms);
         let mut flags = o.flags.clone();
         flags.sort();

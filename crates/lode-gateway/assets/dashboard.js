@@ -144,7 +144,7 @@
     return sec + 's';
   }
 
-  function badge(text, kind) { return h('span', { class: 'badge ' + (kind || ''), text }); }
+  function badge(text, kind, title) { return h('span', { class: 'badge ' + (kind || ''), text, title }); }
 
   function card(label, value, hint, id) {
     const unit = ' ' + state.symbol;
@@ -329,7 +329,13 @@
   }
 
   function nodeRow(n) {
-    const flags = (n.flags || []).map((f) => badge(f, 'bad'));
+    // Each flag's badge carries its newest evidence as a tooltip.
+    const evidence = n.flag_evidence || [];
+    const flags = (n.flags || []).map((f) => {
+      const ev = evidence.filter((e) => e.kind === f);
+      return badge(f, 'bad', ev.length ? ev[ev.length - 1].detail : undefined);
+    });
+    if (n.results_invalid) flags.push(badge(`${n.results_invalid} rejected`, 'bad', 'results the quorum rejected (never credited)'));
     if (n.trusted) flags.unshift(badge('trusted', 'ok'));
     const rep = n.reputation == null ? '—' : Math.round((Number(n.reputation) * 100) / (Number(n.reputation_max) || 1000)) + '%';
     return h('tr', { class: 'node clickable', 'data-node': n.node, onclick: () => go('earnings', n.node) },

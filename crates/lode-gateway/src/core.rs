@@ -5,6 +5,7 @@
 //! commit. Every answer that acknowledges something is sent after the redb commit
 //! that makes it durable.
 
+use crate::anticheat::{self, FlagEvidence};
 use crate::api_error::ApiError;
 use crate::db::{
     Batch, Db, JobRecord, JobStatus, NodeRecord, ReportRecord, UnitOutcomeRecord, sched_limits,
@@ -46,6 +47,11 @@ pub struct CoreConfig {
     /// `NodeCapacity::queue`). A queued unit's lease runs while it waits, so this
     /// bounds how much work one slow or vanished node can sit on.
     pub max_node_queue: u32,
+    /// Which nodes share one node's reward weight (see `anticheat::SybilTracker`).
+    pub sybil_policy: anticheat::SybilPolicy,
+    /// Geographic spread of reward weight, permille of a region's fair share of
+    /// nodes kept at full weight (0 = off; see `anticheat::region_factor_bps`).
+    pub region_spread_permille: u32,
 }
 
 impl Default for CoreConfig {
@@ -57,6 +63,8 @@ impl Default for CoreConfig {
             max_units_per_job: 1_000_000,
             loopback_distinct: true,
             max_node_queue: 256,
+            sybil_policy: anticheat::SybilPolicy::default(),
+            region_spread_permille: anticheat::DEFAULT_REGION_SPREAD_PERMILLE,
         }
     }
 }
@@ -78,6 +86,9 @@ struct Session {
     region: Option<String>,
     unit_memory_bytes: u64,
     min_price_per_fuel: u128,
+    /// Its IP group and operator, as the scheduler and the Sybil policy see them.
+    ip_group: IpGroup,
+    operator_id: OperatorId,
 }
 
 /// A job in memory.
@@ -144,7 +155,17 @@ pub struct Core {
     cancels: HashMap<Did, Vec<wire::UnitRef>>,
     guard: ReplayGuard,
     pub metrics: Arc<Metrics>,
+    /// Flags raised against nodes, with evidence (newest [`MAX_FLAG_EVIDENCE`]
+    /// per node; persisted in the node's `NodeRecord::flags`).
+    flag_evidence: HashMap<Did, Vec<FlagEvidence>>,
+    /// Nodes seen this epoch, by IP group and operator (Sybil reward weight).
+    sybil: anticheat::SybilTracker,
+    /// Trusted nodes and their run of verified results (to record losing it).
+    trusted: HashMap<Did, u32>,
 }
+
+/// Flags with evidence kept per node for the API.
+const MAX_FLAG_EVIDENCE: usize = 16;
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -244,7 +265,12 @@ impl Core {
             cancels: HashMap::new(),
             guard: ReplayGuard::default(),
             metrics: Arc::new(Metrics::default()),
+            flag_evidence: HashMap::new(),
+            sybil: anticheat::SybilTracker::default(),
+            trusted: HashMap::new(),
         };
+        core.sybil.policy = core.cfg.sybil_policy;
+        core.sybil.region_spread_permille = core.cfg.region_spread_permille;
         core.recover(now)?;
         Ok(core)
     }
@@ -797,9 +823,21 @@ impl Core {
             ip_group,
             trust,
         };
+        let (ip_group, operator_id) = (info.ip_group, info.operator);
         self.sched
             .node_joined(node, info, now)
             .map_err(|e| ApiError::bad_request("node_rejected", e.to_string()))?;
+        self.sybil.start_epoch(self.ledger.state().epoch());
+        if let Some(st) = self.sched.node_status(&node).filter(|s| s.trusted) {
+            self.trusted.insert(node, st.trust.consecutive_valid);
+        }
+        let region = h.region.clone();
+        for member in self
+            .sybil
+            .saw(node, ip_group, operator_id, region.as_deref())
+        {
+            self.reweigh(&member);
+        }
         let session = random::<16>();
         self.sessions.insert(
             session,
@@ -811,6 +849,8 @@ impl Core {
                 unit_memory_bytes: h.capacity.unit_memory_bytes(),
                 min_price_per_fuel: h.min_price_per_fuel,
                 region: h.region.clone(),
+                ip_group,
+                operator_id,
             },
         );
         self.node_session.insert(node, session);
@@ -933,22 +973,17 @@ impl Core {
         if output.len() as u64 > js.submit.limits.max_output_bytes.max(4096) {
             return Err("output exceeds the unit's output limit".into());
         }
-        let digest = ResultDigest {
-            output_hash: Hash32::sha256(&output),
-            exit_code,
-            fuel_used,
-        };
-        let unit = lode_sched::UnitRef::new(lode_sched::JobId(seq), r.unit.unit);
-        let outcome = self
-            .sched
-            .submit_result(&node, unit, digest, now, out)
-            .map_err(|e| e.to_string())?;
-        self.metrics.results_received.inc();
         let rec = ReportRecord {
             exit_code,
             fuel_used,
             output,
         };
+        let unit = lode_sched::UnitRef::new(lode_sched::JobId(seq), r.unit.unit);
+        let outcome = self
+            .sched
+            .submit_result(&node, unit, rec.digest(), now, out)
+            .map_err(|e| e.to_string())?;
+        self.metrics.results_received.inc();
         if matches!(outcome, lode_sched::ResultOutcome::Counted) {
             batch.reports.push(((seq, r.unit.unit, node), rec.clone()));
         }
@@ -994,13 +1029,20 @@ impl Core {
                 }
                 Decision::LeaseLost { .. } => self.metrics.leases_lost.inc(),
                 Decision::Trust(t) => {
-                    let flags = self
-                        .db
-                        .node(&t.node)
-                        .ok()
-                        .flatten()
-                        .map(|r| r.flags)
-                        .unwrap_or_default();
+                    if t.trusted {
+                        self.trusted.insert(t.node, t.trust.consecutive_valid);
+                    } else if let Some(cv) = self.trusted.remove(&t.node) {
+                        let job = match &t.cause {
+                            lode_sched::TrustCause::Invalid { unit }
+                            | lode_sched::TrustCause::Inconclusive { unit } => {
+                                self.jobs.get(&unit.job.0).map(|j| j.wire)
+                            }
+                            _ => None,
+                        };
+                        let e = anticheat::trust_lost(t.node, &t.cause, job, cv);
+                        self.submit_penalty(e);
+                    }
+                    let flags = self.flags_of(&t.node).iter().map(flag_line).collect();
                     batch.nodes.push((
                         t.node,
                         NodeRecord {
@@ -1010,10 +1052,7 @@ impl Core {
                         },
                     ));
                 }
-                Decision::Flagged { node, flag } => {
-                    tracing::warn!(node = %node, ?flag, "node flagged");
-                    self.metrics.flags_raised.inc();
-                }
+                Decision::Flagged { node, flag } => self.on_flagged(node, flag, batch),
                 Decision::JobFinished { job, cancelled, .. } => {
                     if let Some(mut js) = self.jobs.remove(&job.0) {
                         if js.record.status == JobStatus::Running {
@@ -1050,6 +1089,11 @@ impl Core {
             .filter(|(u, _)| *u == unit)
             .map(|(_, n)| *n)
             .collect();
+        let rejected: Vec<(Did, ResultDigest)> = c
+            .dissenters
+            .iter()
+            .filter_map(|n| js.pending.get(&(unit, *n)).map(|r| (*n, r.digest())))
+            .collect();
         js.pending.retain(|(u, _), _| *u != unit);
         batch.clear_reports.push((seq, unit, nodes));
         let error = (rec.exit_code == ERROR_EXIT_CODE)
@@ -1082,6 +1126,104 @@ impl Core {
             if let Err(e) = self.ledger.submit(Entry::WorkReceipt(r)) {
                 tracing::error!(job = %wire, unit, node = %node, error = %e, "work receipt rejected by the ledger");
             }
+        }
+        // Rejected results: never credited; the penalty on the ledger says why.
+        let weight = self.fuel_weight();
+        for (node, digest) in rejected {
+            self.metrics.results_rejected.inc();
+            let e = anticheat::invalid_result(
+                node,
+                wire,
+                unit,
+                &digest,
+                &c.result,
+                credited.len(),
+                weight,
+            );
+            self.submit_penalty(e);
+        }
+    }
+
+    fn fuel_weight(&self) -> u64 {
+        self.ledger
+            .state()
+            .genesis()
+            .weight(ContributionKind::Fuel)
+            .unwrap_or(0)
+    }
+
+    fn submit_penalty(&mut self, e: Entry) {
+        if let Err(err) = self.ledger.submit(e) {
+            tracing::error!(error = %err, "penalty rejected by the ledger");
+        }
+    }
+
+    /// A node's flags with evidence, loaded from the gateway store the first time.
+    fn flags_of(&mut self, node: &Did) -> &mut Vec<FlagEvidence> {
+        if !self.flag_evidence.contains_key(node) {
+            let stored = self
+                .db
+                .node(node)
+                .ok()
+                .flatten()
+                .map(|r| r.flags.iter().map(|l| parse_flag_line(l)).collect())
+                .unwrap_or_default();
+            self.flag_evidence.insert(*node, stored);
+        }
+        self.flag_evidence.entry(*node).or_default()
+    }
+
+    /// A behaviour flag: evidence kept for the API and the gateway store, and
+    /// the penalty (and reduced multiplier) recorded on the ledger.
+    fn on_flagged(&mut self, node: Did, flag: lode_sched::Flag, batch: &mut Batch) {
+        tracing::warn!(node = %node, ?flag, "node flagged");
+        self.metrics.flags_raised.inc();
+        let job = match &flag {
+            lode_sched::Flag::TooFast { unit, .. } => self.jobs.get(&unit.job.0).map(|j| j.wire),
+            _ => None,
+        };
+        let ev = anticheat::flag_evidence(&flag, job);
+        let list = self.flags_of(&node);
+        list.push(ev);
+        if list.len() > MAX_FLAG_EVIDENCE {
+            list.remove(0);
+        }
+        let flags = list.iter().map(flag_line).collect();
+        if let Some(st) = self.sched.node_status(&node) {
+            batch.nodes.push((
+                node,
+                NodeRecord {
+                    consecutive_valid: st.trust.consecutive_valid,
+                    reputation: st.trust.reputation,
+                    flags,
+                },
+            ));
+        }
+        let e = anticheat::flag_penalty(node, &flag, job, self.fuel_weight());
+        self.submit_penalty(e);
+        self.reweigh(&node);
+    }
+
+    /// Brings a node's reward multiplier on the ledger to what the policy says:
+    /// base (full, or `FLAGGED_BPS` when flagged for dissent or a false speed)
+    /// divided among the nodes of its Sybil group this epoch.
+    fn reweigh(&mut self, node: &Did) {
+        let Some(current) = self.ledger.state().node(node).map(|n| n.reward_bps) else {
+            return;
+        };
+        let flagged = self
+            .flags_of(node)
+            .iter()
+            .any(|f| anticheat::flag_downweights(&f.kind));
+        let base = if flagged {
+            anticheat::FLAGGED_BPS
+        } else {
+            lode_ledger::entry::FULL_BPS
+        };
+        let group = self.sybil.group(node).len();
+        let target = self.sybil.target_bps(node, base);
+        if let Some(e) = anticheat::reweigh_entry(*node, current, target, group, flagged) {
+            self.submit_penalty(e);
         }
     }
 
@@ -1150,6 +1292,22 @@ impl Core {
             Ok(Some(b)) => {
                 self.metrics.blocks_sealed.inc();
                 self.metrics.ledger_height.set(b.height);
+                // A new epoch: groups are those of the nodes online now (their
+                // multipliers go into the next block, the new epoch's).
+                if self.sybil.start_epoch(self.ledger.state().epoch()) {
+                    let online: Vec<(Did, IpGroup, OperatorId, Option<String>)> = self
+                        .sessions
+                        .values()
+                        .map(|s| (s.node, s.ip_group, s.operator_id, s.region.clone()))
+                        .collect();
+                    for (node, ip, op, region) in &online {
+                        self.sybil.saw(*node, *ip, *op, region.as_deref());
+                    }
+                    self.sybil.fix_region_factors();
+                    for (node, ..) in &online {
+                        self.reweigh(node);
+                    }
+                }
             }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "sealing a ledger block failed"),
@@ -1187,9 +1345,25 @@ impl Core {
                     "reputation": st.as_ref().map(|x| x.trust.reputation),
                     "consecutive_valid": st.as_ref().map(|x| x.trust.consecutive_valid),
                     "flags": st.as_ref().map(|x| x.flags.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>()),
+                    "flag_evidence": self.flag_evidence.get(&s.node).cloned().unwrap_or_default(),
+                    "results_valid": st.as_ref().map(|x| x.stats.valid),
+                    "results_invalid": st.as_ref().map(|x| x.stats.invalid),
                 })
             })
             .collect()
+    }
+}
+
+/// How a flag is kept in the gateway store: `Kind: detail`.
+fn flag_line(f: &FlagEvidence) -> String {
+    format!("{}: {}", f.kind, f.detail)
+}
+
+fn parse_flag_line(l: &str) -> FlagEvidence {
+    let (kind, detail) = l.split_once(": ").unwrap_or((l, ""));
+    FlagEvidence {
+        kind: kind.into(),
+        detail: detail.into(),
     }
 }
 

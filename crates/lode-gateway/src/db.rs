@@ -107,6 +107,17 @@ pub struct ReportRecord {
     pub output: Vec<u8>,
 }
 
+impl ReportRecord {
+    /// What the scheduler compared: (sha256 of the output, exit code, fuel).
+    pub fn digest(&self) -> lode_sched::ResultDigest {
+        lode_sched::ResultDigest {
+            output_hash: lode_proto::Hash32::sha256(&self.output),
+            exit_code: self.exit_code,
+            fuel_used: self.fuel_used,
+        }
+    }
+}
+
 /// A unit's final result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UnitOutcomeRecord {

@@ -5,6 +5,7 @@
 //! state machine): HTTP, persistence, clocks and randomness live here.
 //! See `docs/design/lode-gateway.md`.
 
+pub mod anticheat;
 pub mod api_error;
 pub mod core;
 pub mod dashboard;

@@ -75,6 +75,7 @@ pub struct Metrics {
     pub results_received: Counter,
     pub leases_lost: Counter,
     pub flags_raised: Counter,
+    pub results_rejected: Counter,
     pub blocks_sealed: Counter,
     pub requests_rejected: Counter,
     pub nodes_online: Gauge,
@@ -149,6 +150,13 @@ impl Metrics {
             c,
             "Behaviour flags raised against nodes.",
             self.flags_raised.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_results_rejected_total",
+            c,
+            "Results that disagreed with the accepted one (never credited, penalized).",
+            self.results_rejected.get(),
         );
         write_metric(
             &mut s,

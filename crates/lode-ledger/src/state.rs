@@ -1917,20 +1917,17 @@ impl State {
                 .ok_or(EntryError::Internal("epoch weight"))?;
         }
         n.penalties += 1;
+        let operator = n.operator;
         self.nodes.insert(p.node, n);
-        self.push_event(
-            ctx.height,
-            ctx.index,
-            p.node,
-            EventKind::Penalized {
-                node: p.node,
-                reason: p.reason,
-                job: p.job,
-                unit: p.unit,
-                forfeited_weight: forfeited,
-                detail: p.detail.clone(),
-            },
-        );
+        let kind = EventKind::Penalized {
+            node: p.node,
+            reason: p.reason,
+            job: p.job,
+            unit: p.unit,
+            forfeited_weight: forfeited,
+            detail: p.detail.clone(),
+        };
+        self.push_node_event(ctx, p.node, operator, kind);
         Ok(())
     }
 
@@ -1945,18 +1942,24 @@ impl State {
             .ok_or(EntryError::UnknownNode(a.node))?
             .clone();
         n.reward_bps = a.reward_bps;
+        let operator = n.operator;
         self.nodes.insert(a.node, n);
-        self.push_event(
-            ctx.height,
-            ctx.index,
-            a.node,
-            EventKind::RewardWeightSet {
-                node: a.node,
-                reward_bps: a.reward_bps,
-                reason: a.reason.clone(),
-            },
-        );
+        let kind = EventKind::RewardWeightSet {
+            node: a.node,
+            reward_bps: a.reward_bps,
+            reason: a.reason.clone(),
+        };
+        self.push_node_event(ctx, a.node, operator, kind);
         Ok(())
+    }
+
+    /// An event about a node, in the node's history and (when another account
+    /// operates it) in its operator's, so a contributor sees why.
+    fn push_node_event(&mut self, ctx: &EntryCtx, node: Did, operator: Did, kind: EventKind) {
+        if operator != node {
+            self.push_event(ctx.height, ctx.index, operator, kind.clone());
+        }
+        self.push_event(ctx.height, ctx.index, node, kind);
     }
 
     // ------------------------------------------------------------------

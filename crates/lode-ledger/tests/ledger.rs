@@ -874,6 +874,49 @@ fn history_and_fairness_explain_the_rewards() {
 }
 
 #[test]
+fn penalties_show_in_the_history_of_the_node_and_of_its_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = Ledger::create(dir.path(), &test_genesis(), validator(), cfg()).unwrap();
+    let (node, op) = (node_key(1).did(), operator().did());
+    let e = lsig(&l).register(&node_key(1), op, addr(1));
+    l.submit(e).unwrap();
+    l.submit(Entry::Penalty(Penalty {
+        node,
+        reason: PenaltyReason::InvalidResult,
+        job: Some(job(1)),
+        unit: Some(7),
+        forfeit_weight: 0,
+        detail: "output differs from the quorum's".into(),
+    }))
+    .unwrap();
+    l.submit(Entry::AdjustNode(AdjustNode {
+        node,
+        reward_bps: 5_000,
+        reason: "flagged".into(),
+    }))
+    .unwrap();
+    l.seal_block(T0 + 1).unwrap();
+    for account in [node, op] {
+        let h = l.history(&account, 10).unwrap();
+        assert!(
+            matches!(
+                &h[0].kind,
+                EventKind::RewardWeightSet {
+                    reward_bps: 5_000,
+                    ..
+                }
+            ),
+            "{h:?}"
+        );
+        assert!(
+            matches!(&h[1].kind, EventKind::Penalized { reason: PenaltyReason::InvalidResult, unit: Some(7), detail, .. } if detail.contains("quorum")),
+            "{h:?}"
+        );
+    }
+    lode_ledger::verify(dir.path()).unwrap();
+}
+
+#[test]
 fn submit_batch_reports_each_entry() {
     let dir = tempfile::tempdir().unwrap();
     let mut l = Ledger::create(dir.path(), &test_genesis(), validator(), cfg()).unwrap();

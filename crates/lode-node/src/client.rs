@@ -77,8 +77,10 @@ impl GatewayClient {
         base: String,
         connect_timeout: Duration,
         request_timeout: Duration,
+        source_ip: Option<std::net::IpAddr>,
     ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
+            .local_address(source_ip)
             .connect_timeout(connect_timeout)
             .pool_max_idle_per_host(2)
             .pool_idle_timeout(Duration::from_secs(90))

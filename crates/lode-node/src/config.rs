@@ -58,6 +58,12 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// Test harness only: how this node behaves (an honest node by default).
     pub behaviour: Behaviour,
+    /// Test harness only: the speed (fuel/s per slot) announced instead of the
+    /// measured one (a speed liar).
+    pub claim_speed: Option<u64>,
+    /// Test harness only: the local address connections to the gateway are
+    /// made from (e.g. distinct 127.0.0.x per node on one machine).
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 /// Slots for the explicit slot count and CPU cap (see [`NodeConfig::slots`]).
@@ -97,6 +103,8 @@ impl NodeConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(60),
             behaviour: Behaviour::Honest,
+            claim_speed: None,
+            source_ip: None,
         }
     }
 

@@ -159,8 +159,13 @@ impl Node {
             )
             .map_err(data_err(&modules_dir))?,
         );
-        let client = GatewayClient::new(base, config.connect_timeout, config.request_timeout)
-            .map_err(NodeError::Http)?;
+        let client = GatewayClient::new(
+            base,
+            config.connect_timeout,
+            config.request_timeout,
+            config.source_ip,
+        )
+        .map_err(NodeError::Http)?;
         let info = NodeInfo {
             did: kf.did(),
             payout,
@@ -170,7 +175,7 @@ impl Node {
                 slots,
                 queue: config.max_prefetch,
                 memory_bytes: memory,
-                speed_fuel_per_s: bench.fuel_per_s,
+                speed_fuel_per_s: config.claim_speed.unwrap_or(bench.fuel_per_s),
             },
             unit_memory_ceiling,
             bench,

@@ -8,50 +8,14 @@
 //! Run with `bench/network.sh` (builds the release binary first), or
 //! `cargo run --release --example netbench -- [--nodes 4] [--units 20000] [--latency-jobs 50]`.
 
+mod common;
+
+use common::{Kill, arg, lode_bin, root, start_gateway, start_node, wait_nodes};
 use lode_client::Client;
 use lode_proto::jobspec::JobSpec;
 use lode_proto::wire::UnitInput;
 use lode_proto::{KeyFile, Keypair};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Children's log level (`NETBENCH_RUST_LOG`, default `warn`) and where their
-/// stderr goes (`NETBENCH_LOGS=DIR`: `DIR/gateway.log`, `DIR/node-N.log`).
-fn child_log(cmd: &mut Command, name: &str) {
-    cmd.env(
-        "RUST_LOG",
-        std::env::var("NETBENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
-    );
-    if let Some(dir) = std::env::var_os("NETBENCH_LOGS") {
-        let dir = PathBuf::from(dir);
-        std::fs::create_dir_all(&dir).expect("log dir");
-        let f = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
-        cmd.stderr(f);
-    }
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn spec(quorum: u8) -> JobSpec {
     JobSpec::from_toml(&format!(
@@ -65,71 +29,19 @@ fn main() {
     let nodes = arg("--nodes", 4);
     let units = arg("--units", 20_000);
     let latency_jobs = arg("--latency-jobs", 50);
-    // target/<profile>/examples/netbench → target/<profile>/lode
-    let bin = std::env::var_os("LODE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let exe = std::env::current_exe().expect("current exe");
-            exe.parent()
-                .and_then(Path::parent)
-                .map(|d| d.join("lode"))
-                .expect("target dir")
-        });
-    assert!(
-        bin.exists(),
-        "{} not found: build it first (cargo build --release -p lode)",
-        bin.display()
-    );
+    let bin = lode_bin();
     let dir = tempfile::tempdir().expect("tmp");
     let req_path = dir.path().join("req.key");
     let requester = KeyFile::generate(None).expect("key");
     requester.save_new(&req_path).expect("save");
-
-    let mut gw = Command::new(&bin);
-    gw.args(["gateway", "--data-dir"])
-        .arg(dir.path().join("gw"))
-        .args(["--listen", "127.0.0.1:0", "--poll-timeout-ms", "2000"])
-        .args(["--fund", &format!("{}=1000000", requester.did())])
-        .stdout(Stdio::piped());
-    child_log(&mut gw, "gateway");
-    let mut gw = gw.spawn().expect("gateway");
-    let mut line = String::new();
-    BufReader::new(gw.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("addr");
-    let url = line.trim().trim_start_matches("listening on ").to_string();
-    let _gw = Kill(gw);
-    let mut _nodes = vec![];
-    for i in 0..nodes {
-        let kp = dir.path().join(format!("n{i}.key"));
-        let mut addr = [0u8; 20];
-        addr[19] = i as u8 + 1;
-        KeyFile::generate(Some(lode_proto::EvmAddress(addr)))
-            .expect("key")
-            .save_new(&kp)
-            .expect("save");
-        let mut node = Command::new(&bin);
-        node.args(["node", "--gateway", &url, "--key"])
-            .arg(&kp)
-            .arg("--data-dir")
-            .arg(dir.path().join(format!("n{i}")))
-            .stdout(Stdio::null());
-        child_log(&mut node, &format!("node-{i}"));
-        _nodes.push(Kill(node.spawn().expect("node")));
-    }
+    let fund = format!("{}=1000000", requester.did());
+    let gw_args = ["--poll-timeout-ms", "2000", "--fund", &fund].map(String::from);
+    let (_gw, url) = start_gateway(&bin, &dir.path().join("gw"), &gw_args);
+    let _nodes: Vec<Kill> = (0..nodes)
+        .map(|i| start_node(&bin, dir.path(), &url, i, &[]).0)
+        .collect();
     let client = Client::new(&url).expect("client");
-    let start = Instant::now();
-    loop {
-        let v: serde_json::Value = client.get_json("/v1/nodes").unwrap_or_default();
-        if v["nodes"].as_array().map_or(0, |a| a.len()) >= nodes {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "nodes did not come online"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_nodes(&client, nodes);
     let key: &Keypair = &requester.keypair;
     let wasm = std::fs::read(root().join("examples/jobs/wasm/hello.wasm")).expect("hello.wasm");
     let module = client.upload_module(key, &wasm).expect("upload");

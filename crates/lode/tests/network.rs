@@ -11,17 +11,8 @@ use std::time::Duration;
 
 /// Verifies the ledger with the CLI, as a third party would.
 fn ledger_verifies(net: &Net) {
-    let out = Command::new(lode_bin())
-        .args(["ledger", "verify"])
-        .arg(net.ledger_dir())
-        .output()
-        .expect("lode ledger verify");
-    assert!(
-        out.status.success(),
-        "ledger verify failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = net.ledger_dir();
+    lode_ok(&["ledger".as_ref(), "verify".as_ref(), dir.as_os_str()]);
 }
 
 #[test]
@@ -29,13 +20,7 @@ fn thousand_units_at_quorum_two_on_four_nodes() {
     let mut net = Net::start(4, 4_000);
     net.wait_nodes(4, Duration::from_secs(60));
     let inputs = inputs(1_000, 7);
-    let job = submit_sha256(&net, &inputs, 2, false);
-    let v = net
-        .client()
-        .wait(&job, Duration::from_millis(200), Duration::from_secs(300))
-        .expect("wait");
-    assert_eq!(v.status, "finished", "{v:?}");
-    assert_eq!((v.completed, v.failed), (1_000, 0), "{v:?}");
+    let job = run_sha256(&net, &inputs, 2, false);
 
     // Every output equals the native build's output.
     let tmp = tempfile::tempdir().expect("tmp");

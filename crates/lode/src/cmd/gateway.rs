@@ -37,6 +37,15 @@ pub struct GatewayArgs {
     /// a local devnet's nodes count as distinct hosts).
     #[arg(long)]
     pub group_loopback: bool,
+    /// Nodes that share one node's reward weight each epoch: `ip` (same IPv4 or
+    /// IPv6 /64), `ip-operator` (same IP or same operator) or `off`.
+    #[arg(long, default_value = "ip-operator", value_name = "POLICY")]
+    pub sybil_policy: lode_gateway::anticheat::SybilPolicy,
+    /// Geographic spread: a region keeps full reward weight up to this many
+    /// permille of its fair share of nodes, beyond which its nodes' weight is
+    /// scaled down (0 turns it off).
+    #[arg(long, default_value_t = lode_gateway::anticheat::DEFAULT_REGION_SPREAD_PERMILLE, value_name = "PERMILLE")]
+    pub region_spread_permille: u32,
 }
 
 fn parse_fund(s: &str) -> Result<(String, Did, u128)> {
@@ -107,6 +116,8 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode> {
     let mut cfg = GatewayConfig::new(&args.data_dir, &args.listen, genesis);
     cfg.core.poll_timeout_ms = args.poll_timeout_ms;
     cfg.core.loopback_distinct = !args.group_loopback;
+    cfg.core.sybil_policy = args.sybil_policy;
+    cfg.core.region_spread_permille = args.region_spread_permille;
     cfg.block_interval = std::time::Duration::from_millis(args.block_interval_ms.max(1));
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {

@@ -46,6 +46,12 @@ pub struct NodeArgs {
     /// Test harness only: honest, wrong-output[:N], colluding[:N], lazy[:N] (N per mille).
     #[arg(long, hide = true, default_value = "honest")]
     pub behaviour: Behaviour,
+    /// Test harness only: announce this speed (fuel/s per slot) instead of the measured one.
+    #[arg(long, hide = true, value_name = "FUEL_PER_S")]
+    pub claim_speed: Option<u64>,
+    /// Test harness only: connect to the gateway from this local address.
+    #[arg(long, hide = true, value_name = "IP")]
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 pub fn run(args: NodeArgs) -> Result<ExitCode> {
@@ -78,6 +84,8 @@ pub fn run(args: NodeArgs) -> Result<ExitCode> {
     config.max_prefetch = args.max_prefetch;
     config.shutdown_grace = Duration::from_secs(args.grace);
     config.behaviour = args.behaviour;
+    config.claim_speed = args.claim_speed;
+    config.source_ip = args.source_ip;
 
     // One thread is plenty for the network side; units run on their own threads.
     let rt = tokio::runtime::Builder::new_current_thread()

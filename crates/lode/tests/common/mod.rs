@@ -15,6 +15,22 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Runs a `lode` command to completion and asserts it succeeded (printing its
+/// output otherwise); returns the output.
+pub fn lode_ok(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let out = Command::new(lode_bin())
+        .args(args)
+        .output()
+        .expect("run lode");
+    assert!(
+        out.status.success(),
+        "lode {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A child process, killed on drop.
 pub struct Proc {
     pub child: Child,
@@ -49,6 +65,8 @@ pub struct Net {
     pub requester_path: PathBuf,
     pub node_keys: Vec<KeyFile>,
     pub epoch_ms: u64,
+    /// Extra `lode gateway` arguments.
+    pub gateway_args: Vec<String>,
 }
 
 pub fn new_key(path: &Path, payout: Option<EvmAddress>) -> KeyFile {
@@ -68,6 +86,11 @@ impl Net {
 
     /// Starts a gateway (funding a fresh requester with 1,000,000 tokens) and `nodes` nodes.
     pub fn start(nodes: usize, epoch_ms: u64) -> Net {
+        Net::start_with(nodes, epoch_ms, &[])
+    }
+
+    /// Like [`Net::start`], with extra `lode gateway` arguments.
+    pub fn start_with(nodes: usize, epoch_ms: u64, gateway_args: &[&str]) -> Net {
         let dir = tempfile::tempdir().expect("tempdir");
         let requester_path = dir.path().join("requester.key");
         let requester = new_key(&requester_path, None);
@@ -81,6 +104,7 @@ impl Net {
             requester_path,
             node_keys: vec![],
             epoch_ms,
+            gateway_args: gateway_args.iter().map(|a| a.to_string()).collect(),
         };
         net.start_gateway();
         for i in 0..nodes {
@@ -98,6 +122,7 @@ impl Net {
             .args(["--fund", &format!("{}=1000000", self.requester.did())])
             .args(["--epoch-ms", &self.epoch_ms.to_string()])
             .args(["--poll-timeout-ms", "1000", "--block-interval-ms", "100"])
+            .args(&self.gateway_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -123,6 +148,11 @@ impl Net {
 
     /// Starts node `i` (creating its key with a payout address the first time).
     pub fn add_node(&mut self, i: usize) {
+        self.add_node_with(i, &[]);
+    }
+
+    /// Starts node `i` with extra `lode node` arguments (e.g. `--behaviour`).
+    pub fn add_node_with(&mut self, i: usize, extra: &[&str]) {
         let key_path = self.dir.path().join(format!("node{i}.key"));
         if self.node_keys.len() <= i {
             let mut addr = [0u8; 20];
@@ -136,6 +166,7 @@ impl Net {
             .arg(&key_path)
             .args(["--slots", "2", "--no-nice", "--data-dir"])
             .arg(self.dir.path().join(format!("node{i}")))
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -279,6 +310,19 @@ pub fn submit_sha256(net: &Net, inputs: &[Vec<u8>], quorum: u8, adaptive: bool) 
     )
     .expect("build");
     client.submit_job(key, &submit).expect("submit").job
+}
+
+/// Submits the sha256 example over `inputs`, waits for it and asserts that every
+/// unit completed; returns the job id.
+pub fn run_sha256(net: &Net, inputs: &[Vec<u8>], quorum: u8, adaptive: bool) -> String {
+    let job = submit_sha256(net, inputs, quorum, adaptive);
+    let v = net
+        .client()
+        .wait(&job, Duration::from_millis(200), Duration::from_secs(300))
+        .expect("wait");
+    assert_eq!(v.status, "finished", "{v:?}");
+    assert_eq!((v.completed as usize, v.failed), (inputs.len(), 0), "{v:?}");
+    job
 }
 
 /// Expected output of the sha256 example for `input`: the native build's when a

@@ -1,0 +1,422 @@
+//! Adversarial benchmark (issue 8): per scenario, a fresh gateway and honest
+//! plus adversarial `lode node` processes on loopback, one sha256 job, then the
+//! ledger read back. Every node connects from its own 127.0.0.x address and the
+//! gateway runs with `--group-loopback`, so it groups nodes by source IP exactly
+//! as it would on the Internet; a Sybil swarm shares one address.
+//!
+//! Per scenario: wrong results accepted (vs the bound of ARCHITECTURE.md where
+//! one applies), the adversaries' share of fees and of epoch rewards vs their
+//! share of the real verified work (credited replicas with the right output),
+//! fees paid for wrong results (what the honest quorum lost), and the flags
+//! raised against the adversaries.
+//!
+//! Run with `bench/adversaries.sh` (release build first), or
+//! `cargo run --release --example advbench -- [--honest 8] [--units 1000] [--epoch-ms 2000]
+//! [--swarm 10] [--only TEXT]` (`--only Sybil` runs the scenarios whose name contains it).
+
+mod common;
+
+use common::{Kill, arg, lode_bin, root, start_gateway, start_node, wait_nodes};
+use lode_client::Client;
+use lode_ledger::LedgerView;
+use lode_proto::jobspec::JobSpec;
+use lode_proto::wire::UnitInput;
+use lode_proto::{Did, Hash32, KeyFile};
+use lode_sched::analysis;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Price of a unit of fuel in the bench jobs (base units).
+const PRICE: u128 = 1_000;
+
+#[derive(Clone)]
+struct Adversary {
+    /// Extra `lode node` arguments.
+    args: Vec<String>,
+    count: usize,
+    /// All of them connect from one address (a Sybil swarm).
+    one_ip: bool,
+}
+
+struct Scenario {
+    name: &'static str,
+    adversaries: Adversary,
+    quorum: u8,
+    max_replicas: u8,
+    adaptive: bool,
+    /// The adversaries return the same wrong output (colluding/lazy): compare
+    /// with the collusion race of ARCHITECTURE.md.
+    colluding: bool,
+    /// Intermittent cheaters' rate of wrong results.
+    cheat_rate: Option<f64>,
+}
+
+fn behaviour(b: &str) -> Vec<String> {
+    vec!["--behaviour".into(), b.into()]
+}
+
+fn spec(s: &Scenario) -> JobSpec {
+    JobSpec::from_toml(&format!(
+        "name = 'adv {}'\nmodule = 'sha256.wasm'\n[inputs]\nstdin = ['x']\n[limits]\nfuel = 50000000\nmemory_mb = 16\ntimeout_ms = 10000\n\
+         [verification]\nquorum = {}\nmax_replicas = {}\nadaptive_trust = {}\n[price]\nmax_per_fuel = {PRICE}\n",
+        s.name, s.quorum, s.max_replicas, s.adaptive
+    ))
+    .expect("spec")
+}
+
+fn inputs(n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|_| (0..16 + next() % 200).map(|_| next() as u8).collect())
+        .collect()
+}
+
+#[derive(Default)]
+struct Outcome {
+    units: usize,
+    wrong_accepted: usize,
+    failed: u32,
+    bound: Option<f64>,
+    /// The bound is an upper bound (worst-case strategy), not an expectation.
+    upper: bool,
+    adv_fees: u128,
+    all_fees: u128,
+    adv_rewards: u128,
+    all_rewards: u128,
+    adv_real: u128,
+    all_real: u128,
+    wrong_fees: u128,
+    flags: Vec<String>,
+    /// Sybil: the swarm's epoch rewards vs the mean honest node's.
+    swarm_vs_honest: Option<(u128, u128)>,
+}
+
+fn share(a: u128, b: u128) -> String {
+    if b == 0 {
+        "—".into()
+    } else {
+        format!("{:.1}%", a as f64 * 100.0 / b as f64)
+    }
+}
+
+fn run(s: &Scenario, honest: usize, units: usize, epoch_ms: u64) -> Outcome {
+    let bin = lode_bin();
+    let dir = tempfile::tempdir().expect("tmp");
+    let requester = KeyFile::generate(None).expect("key");
+    let fund = format!("{}=1000000", requester.did());
+    let epoch = epoch_ms.to_string();
+    let gw_args = [
+        "--group-loopback",
+        "--poll-timeout-ms",
+        "1000",
+        "--block-interval-ms",
+        "100",
+        "--epoch-ms",
+        &epoch,
+        "--fund",
+        &fund,
+    ]
+    .map(String::from);
+    let (gw, url) = start_gateway(&bin, &dir.path().join("gw"), &gw_args);
+    let mut procs: Vec<Kill> = vec![];
+    let mut honest_dids = vec![];
+    let mut adv_dids = HashSet::new();
+    let node_args = |ip: String, extra: &[String]| -> Vec<String> {
+        let mut a: Vec<String> = ["--slots", "1", "--max-prefetch", "0", "--no-nice"]
+            .map(String::from)
+            .to_vec();
+        a.extend(["--source-ip".into(), ip]);
+        a.extend_from_slice(extra);
+        a
+    };
+    for i in 0..honest {
+        let ip = format!("127.0.0.{}", 10 + i);
+        let (p, d) = start_node(&bin, dir.path(), &url, i, &node_args(ip, &[]));
+        procs.push(p);
+        honest_dids.push(d);
+    }
+    let a = &s.adversaries;
+    for j in 0..a.count {
+        let ip = if a.one_ip {
+            "127.0.0.200".to_string()
+        } else {
+            format!("127.0.0.{}", 100 + j)
+        };
+        let (p, d) = start_node(&bin, dir.path(), &url, honest + j, &node_args(ip, &a.args));
+        procs.push(p);
+        adv_dids.insert(d);
+    }
+    let client = Client::new(&url).expect("client");
+    wait_nodes(&client, honest + a.count);
+
+    let key = &requester.keypair;
+    let wasm = std::fs::read(root().join("examples/jobs/wasm/sha256.wasm")).expect("sha256.wasm");
+    let module = client.upload_module(key, &wasm).expect("upload");
+    let chain = client.chain_id().expect("chain");
+    let ins = inputs(units, 0xad7);
+    let units_in = ins
+        .iter()
+        .map(|i| UnitInput {
+            stdin: i.clone(),
+            args: vec![],
+        })
+        .collect();
+    let sub = Client::build_submission(key, chain, &spec(s), module, units_in).expect("build");
+    let job = client.submit_job(key, &sub).expect("submit").job;
+    let v = client
+        .wait(&job, Duration::from_millis(100), Duration::from_secs(900))
+        .expect("wait");
+    let results = client.results(&job).expect("results");
+    let nodes: serde_json::Value = client.get_json("/v1/nodes").expect("nodes");
+
+    let mut o = Outcome {
+        units,
+        failed: v.failed,
+        ..Default::default()
+    };
+    for n in nodes["nodes"].as_array().into_iter().flatten() {
+        let did: Did = n["node"].as_str().unwrap_or("").parse().expect("did");
+        if adv_dids.contains(&did) {
+            for f in n["flags"].as_array().into_iter().flatten() {
+                o.flags.push(f.as_str().unwrap_or("").to_string());
+            }
+        }
+    }
+    for (r, input) in results.iter().zip(&ins) {
+        if r.status != "verified" {
+            continue;
+        }
+        let expected = format!("{}\n", Hash32::sha256(input).to_hex()).into_bytes();
+        let right = r.stdout_bytes().expect("stdout") == expected;
+        let fuel = u128::from(r.fuel_used.unwrap_or(0));
+        if !right {
+            o.wrong_accepted += 1;
+            o.wrong_fees += fuel * PRICE * r.credited.len() as u128;
+        }
+        for c in &r.credited {
+            let d: Did = c.parse().expect("did");
+            if right {
+                o.all_real += fuel;
+                if adv_dids.contains(&d) {
+                    o.adv_real += fuel;
+                }
+            }
+        }
+    }
+    if s.colluding {
+        // Exact finite-network race (ARCHITECTURE.md), colluders' share of first
+        // replicas taken as their share of requesters (one slot, no prefetch each).
+        let n = (honest + a.count) as u64;
+        let groups = a.one_ip.then_some(1);
+        let draw = analysis::colluder_draw_finite(n, a.count as u64, groups);
+        let fp = a.count as f64 / n as f64;
+        let (wrong, _) = analysis::collusion_rates(s.quorum, s.max_replicas, fp, &draw, None);
+        o.bound = Some(wrong);
+    } else if !s.adaptive {
+        // Random wrong outputs never agree: nothing wrong can reach a quorum.
+        o.bound = Some(0.0);
+    } else if let Some(e) = s.cheat_rate {
+        // Intermittent cheater, worst case (honest until trusted, T = 10, v = 0):
+        // at most FAR per result; the cheaters return about their node share of results.
+        let f = a.count as f64 / (honest + a.count) as f64;
+        o.bound = Some(f * analysis::intermittent_cheater_closed_form(10, e));
+        o.upper = true;
+    }
+
+    // Let an epoch close after the work, then stop the gateway cleanly.
+    std::thread::sleep(Duration::from_millis(epoch_ms + 1_500));
+    drop(procs);
+    gw.terminate();
+    let view = LedgerView::open(&dir.path().join("gw/ledger")).expect("ledger");
+    let st = view.state();
+    let mut honest_rewards = 0u128;
+    for (d, n) in st.nodes() {
+        o.all_fees += n.fees_total;
+        o.all_rewards += n.rewards_total;
+        if adv_dids.contains(d) {
+            o.adv_fees += n.fees_total;
+            o.adv_rewards += n.rewards_total;
+        } else {
+            honest_rewards += n.rewards_total;
+        }
+    }
+    if a.one_ip {
+        o.swarm_vs_honest = Some((o.adv_rewards, honest_rewards / honest.max(1) as u128));
+    }
+    o
+}
+
+fn main() {
+    let honest = arg("--honest", 8);
+    let units = arg("--units", 1_000);
+    let epoch_ms = arg("--epoch-ms", 2_000) as u64;
+    let swarm = arg("--swarm", 10);
+    // `--only TEXT`: run only the scenarios whose name contains TEXT.
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_default();
+    let two = |b: &str| Adversary {
+        args: behaviour(b),
+        count: 2,
+        one_ip: false,
+    };
+    let scenarios = [
+        Scenario {
+            name: "random-wrong (always)",
+            adversaries: two("wrong-output:1000"),
+            quorum: 2,
+            max_replicas: 4,
+            adaptive: false,
+            colluding: false,
+            cheat_rate: None,
+        },
+        Scenario {
+            name: "intermittent wrong (10% of units), full quorum",
+            adversaries: two("wrong-output:100"),
+            quorum: 2,
+            max_replicas: 4,
+            adaptive: false,
+            colluding: false,
+            cheat_rate: None,
+        },
+        Scenario {
+            name: "intermittent wrong (10% of units), adaptive trust",
+            adversaries: two("wrong-output:100"),
+            quorum: 2,
+            max_replicas: 4,
+            adaptive: true,
+            colluding: false,
+            cheat_rate: Some(0.1),
+        },
+        Scenario {
+            name: "lazy (empty output, fuel 0)",
+            adversaries: two("lazy:1000"),
+            quorum: 2,
+            max_replicas: 3,
+            adaptive: false,
+            colluding: true,
+            cheat_rate: None,
+        },
+        Scenario {
+            name: "colluding group, q = 2, M = 3",
+            adversaries: two("colluding:1000"),
+            quorum: 2,
+            max_replicas: 3,
+            adaptive: false,
+            colluding: true,
+            cheat_rate: None,
+        },
+        Scenario {
+            name: "colluding group (3 nodes), q = 3, M = 5",
+            adversaries: Adversary {
+                args: behaviour("colluding:1000"),
+                count: 3,
+                one_ip: false,
+            },
+            quorum: 3,
+            max_replicas: 5,
+            adaptive: false,
+            colluding: true,
+            cheat_rate: None,
+        },
+        Scenario {
+            name: "colluding Sybil swarm (one IP)",
+            adversaries: Adversary {
+                args: behaviour("colluding:1000"),
+                count: swarm,
+                one_ip: true,
+            },
+            quorum: 2,
+            max_replicas: 4,
+            adaptive: false,
+            colluding: true,
+            cheat_rate: None,
+        },
+        Scenario {
+            name: "honest Sybil swarm (one IP)",
+            adversaries: Adversary {
+                args: vec![],
+                count: swarm,
+                one_ip: true,
+            },
+            quorum: 2,
+            max_replicas: 4,
+            adaptive: false,
+            colluding: false,
+            cheat_rate: None,
+        },
+        Scenario {
+            name: "speed liar (claims 10^12 fuel/s)",
+            adversaries: Adversary {
+                args: vec!["--claim-speed".into(), "1000000000000".into()],
+                count: 2,
+                one_ip: false,
+            },
+            quorum: 2,
+            max_replicas: 4,
+            adaptive: false,
+            colluding: false,
+            cheat_rate: None,
+        },
+    ];
+    println!(
+        "machine: {} cores; {honest} honest nodes (1 slot, no prefetch, own 127.0.0.x each); {units} sha256 units per scenario; gateway --group-loopback, epoch {epoch_ms} ms",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!();
+    println!(
+        "| scenario | adversaries | q / M / trust | wrong accepted | rate | bound | failed | adv. fee share | adv. reward share | adv. share of real work | fees for wrong results | flags on adversaries |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for s in scenarios.iter().filter(|s| s.name.contains(&only)) {
+        let o = run(s, honest, units, epoch_ms);
+        let mut flags = o.flags.clone();
+        flags.sort();
+        flags.dedup_by(|a, b| a == b);
+        let counted: Vec<String> = flags
+            .iter()
+            .map(|f| format!("{f} ×{}", o.flags.iter().filter(|g| *g == f).count()))
+            .collect();
+        println!(
+            "| {} | {} | {} / {} / {} | {} | {:.4} | {} | {} | {} | {} | {} | {} | {} |",
+            s.name,
+            s.adversaries.count,
+            s.quorum,
+            s.max_replicas,
+            if s.adaptive { "adaptive" } else { "full" },
+            o.wrong_accepted,
+            o.wrong_accepted as f64 / o.units as f64,
+            o.bound.map_or("—".into(), |b| format!(
+                "{}{b:.4}",
+                if o.upper { "≤ " } else { "" }
+            )),
+            o.failed,
+            share(o.adv_fees, o.all_fees),
+            share(o.adv_rewards, o.all_rewards),
+            share(o.adv_real, o.all_real),
+            o.wrong_fees,
+            if counted.is_empty() {
+                "none".into()
+            } else {
+                counted.join(", ")
+            }
+        );
+        if let Some((swarm, one)) = o.swarm_vs_honest {
+            println!(
+                "|   ↳ swarm's epoch rewards vs the mean honest node's | | | | | | | | {} vs {one} base units ({:.2}×) | | | |",
+                swarm,
+                swarm as f64 / one.max(1) as f64
+            );
+        }
+    }
+}

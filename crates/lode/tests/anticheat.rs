@@ -235,3 +235,72 @@ fn colluding_swarm_never_wins_and_lazy_nodes_earn_nothing() {
         .sum();
     assert!(rejected > 0);
 }
+
+/// An intermittent cheater (wrong on 30 % of its units, each wrong output its
+/// own) among honest nodes at full quorum 2: none of its wrong outputs is
+/// accepted, each is a ledger penalty, and it is paid exactly for the correct
+/// results it was credited with.
+#[test]
+fn intermittent_cheater_is_never_accepted_and_paid_only_for_correct_work() {
+    let mut net = Net::start(4, 600_000);
+    net.add_node_with(4, &["--behaviour", "wrong-output:300"]);
+    net.wait_nodes(5, Duration::from_secs(60));
+    let cheater = net.node_keys[4].did();
+    let inputs = inputs(UNITS, 23);
+    let job = run_sha256(&net, &inputs, 2, false);
+
+    let results = net.client().results(&job).expect("results");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let native = native_build("sha256", tmp.path());
+    let mut credited_fuel = 0u128;
+    for (r, input) in results.iter().zip(&inputs) {
+        assert_eq!(
+            r.stdout_bytes().expect("stdout"),
+            expected_sha256(native.as_deref(), input),
+            "unit {}",
+            r.unit
+        );
+        if r.credited.contains(&cheater.to_string()) {
+            credited_fuel += u128::from(r.fuel_used.expect("fuel"));
+        }
+    }
+    let nodes: serde_json::Value = net.client().get_json("/v1/nodes").expect("nodes");
+    let me = nodes["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["node"] == cheater.to_string())
+        .expect("cheater online")
+        .clone();
+    let (valid, invalid) = (
+        me["results_valid"].as_u64().expect("valid"),
+        me["results_invalid"].as_u64().expect("invalid"),
+    );
+    // It ran dozens of replicas: some right (credited), some wrong (rejected).
+    assert!(valid >= 1 && invalid >= 1, "{me}");
+    assert!(credited_fuel > 0);
+
+    net.stop_gateway();
+    let view = LedgerView::open(&net.ledger_dir()).expect("ledger");
+    let n = view
+        .state()
+        .node(&cheater)
+        .expect("cheater registered")
+        .clone();
+    assert_eq!(n.fees_total, credited_fuel * 1_000, "{n:?}");
+    let penalties = view
+        .history(&cheater, 10_000)
+        .expect("history")
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::Penalized {
+                    reason: PenaltyReason::InvalidResult,
+                    ..
+                }
+            )
+        })
+        .count() as u64;
+    assert_eq!(penalties, invalid);
+}

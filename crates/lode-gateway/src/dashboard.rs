@@ -9,7 +9,7 @@
 //!   tokenomics, ledger head). `GET /v1/events`: the same, pushed.
 //! * The block explorer and earnings endpoints are in [`crate::explorer`].
 //!
-//! A background task ([`run_sampler`]) samples the metrics counters every
+//! A periodic task of the gateway ([`sample`]) samples the metrics counters every
 //! [`SAMPLE_PERIOD`]: it keeps the throughput ring and bumps a change counter
 //! when a counter moved. Event streams wait on that counter (so at most one
 //! event per period per client), build the snapshot under the core lock (never
@@ -195,14 +195,9 @@ impl Dashboard {
     }
 }
 
-/// Samples the metrics every [`SAMPLE_PERIOD`], forever.
-pub async fn run_sampler(app: App) {
-    let mut iv = tokio::time::interval(SAMPLE_PERIOD);
-    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        iv.tick().await;
-        app.dashboard().sample(app.metrics(), now_ms());
-    }
+/// One throughput sample (the gateway takes one every [`SAMPLE_PERIOD`]).
+pub fn sample(app: &App) {
+    app.dashboard().sample(app.metrics(), now_ms());
 }
 
 /// The snapshot the page renders. Takes the core lock once, briefly.

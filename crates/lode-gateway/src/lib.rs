@@ -154,36 +154,26 @@ pub async fn serve(
 
     let ticker = {
         let app = app.clone();
-        let period = cfg.tick_interval;
-        tokio::spawn(async move {
-            let mut iv = tokio::time::interval(period);
-            iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                iv.tick().await;
-                let now = http::now_ms();
-                if app.lock().tick(now) {
-                    app.signal_work();
-                }
+        every(cfg.tick_interval, move || {
+            if app.lock().tick(http::now_ms()) {
+                app.signal_work();
             }
         })
     };
     let sealer = {
         let app = app.clone();
-        let period = cfg.block_interval;
-        tokio::spawn(async move {
-            let mut iv = tokio::time::interval(period);
-            iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                iv.tick().await;
-                let now = http::now_ms();
-                let mut core = app.lock();
-                if core.ledger_due(now) {
-                    core.seal(now);
-                }
+        every(cfg.block_interval, move || {
+            let now = http::now_ms();
+            let mut core = app.lock();
+            if core.ledger_due(now) {
+                core.seal(now);
             }
         })
     };
-    let sampler = tokio::spawn(dashboard::run_sampler(app.clone()));
+    let sampler = {
+        let app = app.clone();
+        every(dashboard::SAMPLE_PERIOD, move || dashboard::sample(&app))
+    };
     let router = http::router(app.clone());
     let dash = app.dashboard().clone();
     let shutdown = async move {
@@ -203,4 +193,16 @@ pub async fn serve(
     // Make whatever is queued durable before exiting.
     app.lock().seal(http::now_ms());
     result.map_err(GatewayError::Serve)
+}
+
+/// Runs `f` every `period` (a late tick delays the next rather than bunching up).
+fn every(period: Duration, mut f: impl FnMut() + Send + 'static) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut iv = tokio::time::interval(period);
+        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            iv.tick().await;
+            f();
+        }
+    })
 }

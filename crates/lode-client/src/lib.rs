@@ -54,53 +54,7 @@ struct ErrorInner {
     message: String,
 }
 
-/// A job's progress as the gateway reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
-pub struct JobView {
-    pub job: String,
-    pub name: String,
-    pub requester: String,
-    pub status: String,
-    pub units: u32,
-    pub completed: u32,
-    pub failed: u32,
-    pub in_flight: u32,
-    pub remaining: u32,
-    pub quorum: u8,
-    pub created_ms: u64,
-    pub finished_ms: Option<u64>,
-    pub escrowed: String,
-    pub cost_so_far: String,
-    pub refunded: String,
-    pub fuel_verified: String,
-}
-
-impl JobView {
-    pub fn is_done(&self) -> bool {
-        self.status != "running"
-    }
-}
-
-/// One unit's result.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
-pub struct UnitResult {
-    pub unit: u32,
-    pub status: String,
-    pub exit_code: Option<i32>,
-    pub fuel_used: Option<u64>,
-    pub output_hash: Option<String>,
-    pub stdout: Option<String>,
-    pub error: Option<String>,
-    pub credited: Vec<String>,
-    pub basis: Option<String>,
-}
-
-impl UnitResult {
-    /// Decoded stdout bytes.
-    pub fn stdout_bytes(&self) -> Option<Vec<u8>> {
-        self.stdout.as_deref().and_then(|h| hex::decode(h).ok())
-    }
-}
+pub use lode_proto::api::{JobView, UnitResult};
 
 #[derive(Deserialize)]
 struct ResultsBody {

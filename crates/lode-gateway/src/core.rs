@@ -15,6 +15,7 @@ use crate::modules::ModuleStore;
 use lode_ledger::{
     ContributionKind, Entry, JobEscrow, Ledger, LedgerError, RegisterNode, WorkReceipt,
 };
+use lode_proto::api::{JobView, UnitResult};
 use lode_proto::envelope::Opened;
 use lode_proto::wire::{
     self, AuthResponse, HelloResponse, NodeAuth, NodeHello, NodePoll, PollResponse, SubmitJob,
@@ -25,7 +26,6 @@ use lode_sched::{
     Basis, Decision, FailReason, IpGroup, NodeInfo, OperatorId, Region, ResultDigest, Scheduler,
     TrustState,
 };
-use serde::Serialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -101,43 +101,6 @@ struct JobState {
     fuel_verified: u128,
     /// Results of undecided units (output kept until the unit is decided).
     pending: HashMap<(u32, Did), ReportRecord>,
-}
-
-/// A job's progress, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct JobView {
-    pub job: String,
-    pub name: String,
-    pub requester: String,
-    pub status: &'static str,
-    pub units: u32,
-    pub completed: u32,
-    pub failed: u32,
-    pub in_flight: u32,
-    pub remaining: u32,
-    pub quorum: u8,
-    pub created_ms: u64,
-    pub finished_ms: Option<u64>,
-    /// Base units, decimal strings.
-    pub escrowed: String,
-    pub cost_so_far: String,
-    pub refunded: String,
-    pub fuel_verified: String,
-}
-
-/// One unit's result, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct UnitResultView {
-    pub unit: u32,
-    pub status: &'static str,
-    pub exit_code: Option<i32>,
-    pub fuel_used: Option<u64>,
-    pub output_hash: Option<String>,
-    /// Hex of the output bytes.
-    pub stdout: Option<String>,
-    pub error: Option<String>,
-    pub credited: Vec<String>,
-    pub basis: Option<String>,
 }
 
 pub struct Core {
@@ -615,7 +578,7 @@ impl Core {
             job: job.to_hex(),
             name: js.submit.name.clone(),
             requester: js.record.requester.to_string(),
-            status: js.record.status.as_str(),
+            status: js.record.status.as_str().into(),
             units,
             completed: js.completed,
             failed: js.failed,
@@ -639,7 +602,7 @@ impl Core {
             .collect()
     }
 
-    pub fn job_results(&self, job: &Hash32) -> Result<Vec<UnitResultView>, ApiError> {
+    pub fn job_results(&self, job: &Hash32) -> Result<Vec<UnitResult>, ApiError> {
         let seq = *self.by_wire.get(job).ok_or_else(|| unknown_job(job))?;
         let js = &self.jobs[&seq];
         let outcomes: HashMap<u32, UnitOutcomeRecord> =
@@ -654,9 +617,9 @@ impl Core {
                     output,
                     credited,
                     basis,
-                }) => UnitResultView {
+                }) => UnitResult {
                     unit: u,
-                    status: "verified",
+                    status: "verified".into(),
                     exit_code: (*exit_code != ERROR_EXIT_CODE).then_some(*exit_code),
                     fuel_used: Some(*fuel_used),
                     output_hash: Some(output_hash.to_hex()),
@@ -665,9 +628,9 @@ impl Core {
                     credited: credited.iter().map(|d| d.to_string()).collect(),
                     basis: Some(basis.clone()),
                 },
-                Some(UnitOutcomeRecord::Failed { reason }) => UnitResultView {
+                Some(UnitOutcomeRecord::Failed { reason }) => UnitResult {
                     unit: u,
-                    status: "failed",
+                    status: "failed".into(),
                     exit_code: None,
                     fuel_used: None,
                     output_hash: None,
@@ -676,13 +639,14 @@ impl Core {
                     credited: vec![],
                     basis: None,
                 },
-                None => UnitResultView {
+                None => UnitResult {
                     unit: u,
                     status: if js.record.status == JobStatus::Cancelled {
                         "cancelled"
                     } else {
                         "pending"
-                    },
+                    }
+                    .into(),
                     exit_code: None,
                     fuel_used: None,
                     output_hash: None,

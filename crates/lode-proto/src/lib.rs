@@ -11,6 +11,7 @@
 //! * [`envelope`] — `{payload, signer, signature}` with per-kind domain separation,
 //!   nonces, timestamps and a [`envelope::ReplayGuard`].
 
+pub mod api;
 pub mod canonical;
 pub mod did;
 pub mod envelope;

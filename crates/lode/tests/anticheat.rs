@@ -18,6 +18,32 @@ fn wallet_history(net: &Net, did: &str) -> serde_json::Value {
     serde_json::from_slice(&lode_ok(&args).stdout).expect("history json")
 }
 
+/// Every verified output is the right SHA-256 of its input.
+fn assert_outputs_correct(results: &[lode_client::UnitResult], inputs: &[Vec<u8>]) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let native = native_build("sha256", tmp.path());
+    for (r, input) in results.iter().zip(inputs) {
+        assert_eq!(
+            r.stdout_bytes().expect("stdout"),
+            expected_sha256(native.as_deref(), input),
+            "unit {}",
+            r.unit
+        );
+    }
+}
+
+/// A node's entry in `/v1/nodes`.
+fn node_entry(net: &Net, did: &lode_proto::Did) -> serde_json::Value {
+    let nodes: serde_json::Value = net.client().get_json("/v1/nodes").expect("nodes");
+    nodes["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["node"] == did.to_string())
+        .expect("node online")
+        .clone()
+}
+
 #[test]
 fn always_wrong_node_is_rejected_penalized_on_the_ledger_and_never_paid() {
     let mut net = Net::start(4, 600_000);
@@ -29,15 +55,8 @@ fn always_wrong_node_is_rejected_penalized_on_the_ledger_and_never_paid() {
 
     // Zero wrong outputs accepted; the cheater is credited nowhere.
     let results = net.client().results(&job).expect("results");
-    let tmp = tempfile::tempdir().expect("tmp");
-    let native = native_build("sha256", tmp.path());
-    for (r, input) in results.iter().zip(&inputs) {
-        assert_eq!(
-            r.stdout_bytes().expect("stdout"),
-            expected_sha256(native.as_deref(), input),
-            "unit {}",
-            r.unit
-        );
+    assert_outputs_correct(&results, &inputs);
+    for r in &results {
         assert!(
             !r.credited.contains(&cheater.to_string()),
             "unit {}",
@@ -47,13 +66,7 @@ fn always_wrong_node_is_rejected_penalized_on_the_ledger_and_never_paid() {
 
     // /v1/nodes: its rejected results and flags with evidence.
     let nodes: serde_json::Value = net.client().get_json("/v1/nodes").expect("nodes");
-    let me = nodes["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .find(|n| n["node"] == cheater.to_string())
-        .expect("cheater online")
-        .clone();
+    let me = node_entry(&net, &cheater);
     eprintln!("cheater: {me}");
     let rejected = me["results_invalid"].as_u64().expect("results_invalid");
     assert!(rejected >= 1, "{me}");
@@ -260,28 +273,13 @@ fn intermittent_cheater_is_never_accepted_and_paid_only_for_correct_work() {
     let job = run_sha256(&net, &inputs, 2, false);
 
     let results = net.client().results(&job).expect("results");
-    let tmp = tempfile::tempdir().expect("tmp");
-    let native = native_build("sha256", tmp.path());
-    let mut credited_fuel = 0u128;
-    for (r, input) in results.iter().zip(&inputs) {
-        assert_eq!(
-            r.stdout_bytes().expect("stdout"),
-            expected_sha256(native.as_deref(), input),
-            "unit {}",
-            r.unit
-        );
-        if r.credited.contains(&cheater.to_string()) {
-            credited_fuel += u128::from(r.fuel_used.expect("fuel"));
-        }
-    }
-    let nodes: serde_json::Value = net.client().get_json("/v1/nodes").expect("nodes");
-    let me = nodes["nodes"]
-        .as_array()
-        .expect("nodes")
+    assert_outputs_correct(&results, &inputs);
+    let credited_fuel: u128 = results
         .iter()
-        .find(|n| n["node"] == cheater.to_string())
-        .expect("cheater online")
-        .clone();
+        .filter(|r| r.credited.contains(&cheater.to_string()))
+        .map(|r| u128::from(r.fuel_used.expect("fuel")))
+        .sum();
+    let me = node_entry(&net, &cheater);
     let (valid, invalid) = (
         me["results_valid"].as_u64().expect("valid"),
         me["results_invalid"].as_u64().expect("invalid"),

@@ -12,6 +12,9 @@
 //!   current-epoch weight, and its multiplier base drops to [`FLAGGED_BPS`];
 //! * `SlowerThanClaimed`: `Penalty{ImpossibleSpeed}` (no forfeit) and the
 //!   multiplier base drops to [`FLAGGED_BPS`];
+//! * `ImpossibleClaim` (a speed per slot above the believable ceiling, at
+//!   join): `Penalty{ImpossibleSpeed}` (no forfeit), the multiplier base drops to
+//!   [`FLAGGED_BPS`], and the scheduler uses the ceiling instead of the claim;
 //! * Sybil policy ([`SybilTracker`]): the multiplier is the base divided by the
 //!   number of nodes sharing the node's IP group (or operator) this epoch;
 //! * `RepeatedExpiry`: `Penalty{ExpiredWork}` (no forfeit: expired work was
@@ -95,6 +98,12 @@ pub fn flag_evidence(flag: &Flag, job: Option<JobId>) -> FlagEvidence {
         Flag::RepeatedExpiry { expired, assigned } => {
             format!("{expired} of {assigned} assigned units expired or lost")
         }
+        Flag::ImpossibleClaim {
+            claimed_speed,
+            ceiling,
+        } => format!(
+            "claims {claimed_speed} fuel/s per slot, above the believable ceiling of {ceiling} fuel/s; scheduled at the ceiling"
+        ),
     };
     FlagEvidence {
         kind: format!("{:?}", flag.kind()),
@@ -139,9 +148,12 @@ pub fn trust_lost(node: Did, cause: &lode_sched::TrustCause, job: Option<JobId>,
 }
 
 /// Whether a flag down-weights the node (its multiplier base drops to
-/// [`FLAGGED_BPS`]): dissent and speed lies.
+/// [`FLAGGED_BPS`]): dissent and speed lies (observed or claimed).
 pub fn flag_downweights(kind: &str) -> bool {
-    matches!(kind, "HighDissent" | "SlowerThanClaimed")
+    matches!(
+        kind,
+        "HighDissent" | "SlowerThanClaimed" | "ImpossibleClaim"
+    )
 }
 
 /// The penalty entry for a flag, with its evidence.
@@ -155,7 +167,9 @@ pub fn flag_penalty(node: Did, flag: &Flag, job: Option<JobId>, fuel_weight: u64
             u128::from(*fuel_used) * u128::from(fuel_weight),
             Some(u64::from(unit.index)),
         ),
-        Flag::SlowerThanClaimed { .. } => (PenaltyReason::ImpossibleSpeed, 0, None),
+        Flag::SlowerThanClaimed { .. } | Flag::ImpossibleClaim { .. } => {
+            (PenaltyReason::ImpossibleSpeed, 0, None)
+        }
         Flag::HighDissent { .. } => (PenaltyReason::QuorumDisagreement, u128::MAX, None),
         Flag::RepeatedExpiry { .. } => (PenaltyReason::ExpiredWork, 0, None),
     };
@@ -315,23 +329,9 @@ impl SybilTracker {
     }
 }
 
-/// Geographic spread: with `total` nodes over `regions` regions (nodes that
-/// declare none form one region of their own), a region's fair share is
-/// `total / regions`; a region keeps full weight up to `spread` (permille) of
-/// its fair share and beyond that its nodes' weight is scaled down so the
-/// region as a whole weighs as much as `spread × fair share` nodes:
-/// `factor = min(10,000, floor(10,000 × spread × total / (1,000 × regions × n)))`.
-/// One region alone, or evenly spread regions, are never scaled; `spread = 0`
-/// turns the rule off.
-pub fn region_factor_bps(n: u64, total: u64, regions: u64, spread_permille: u32) -> u32 {
-    let full = u128::from(lode_ledger::entry::FULL_BPS);
-    if spread_permille == 0 || n == 0 || regions == 0 {
-        return full as u32;
-    }
-    let num = full * u128::from(spread_permille) * u128::from(total);
-    let den = 1_000 * u128::from(regions) * u128::from(n);
-    (num / den).min(full) as u32
-}
+/// Geographic spread of reward weight: the rule the scheduler also uses for
+/// work, [`lode_sched::region_factor_bps`].
+pub use lode_sched::region_factor_bps;
 
 /// The `AdjustNode` bringing `node` from `current` to `target`, if they differ.
 pub fn reweigh_entry(
@@ -426,6 +426,19 @@ mod tests {
             matches!(&e, Entry::Penalty(p) if p.reason == PenaltyReason::ExpiredWork && p.forfeit_weight == 0)
         );
         assert!(!flag_downweights(&flag_evidence(&expiry, None).kind));
+        let claim = Flag::ImpossibleClaim {
+            claimed_speed: 1_000_000_000_000,
+            ceiling: 50_000_000_000,
+        };
+        let e = flag_penalty(did(), &claim, None, 1);
+        assert!(
+            matches!(&e, Entry::Penalty(p) if p.reason == PenaltyReason::ImpossibleSpeed
+                && p.forfeit_weight == 0
+                && p.detail.contains("claims 1000000000000 fuel/s")
+                && p.detail.contains("50000000000")),
+            "{e:?}"
+        );
+        assert!(flag_downweights(&flag_evidence(&claim, None).kind));
     }
 
     fn kp(i: u8) -> Did {

@@ -788,7 +788,8 @@ impl Core {
             trust,
         };
         let (ip_group, operator_id) = (info.ip_group, info.operator);
-        self.sched
+        let decisions = self
+            .sched
             .node_joined(node, info, now)
             .map_err(|e| ApiError::bad_request("node_rejected", e.to_string()))?;
         self.sybil.start_epoch(self.ledger.state().epoch());
@@ -802,13 +803,23 @@ impl Core {
         {
             self.reweigh(&member);
         }
+        if !decisions.is_empty() {
+            // An impossible speed claim: flagged with its evidence.
+            let mut batch = Batch::default();
+            self.apply_decisions(decisions, now, &mut batch);
+            self.db.commit(&batch).map_err(db_err)?;
+        }
         let session = random::<16>();
         self.sessions.insert(
             session,
             Session {
                 node,
                 last_seen_ms: now,
-                speed_fuel_per_s: h.capacity.speed_fuel_per_s,
+                // What the scheduler uses: a claim above the ceiling is flagged and cut.
+                speed_fuel_per_s: h
+                    .capacity
+                    .speed_fuel_per_s
+                    .min(self.sched.config().flags.max_claimed_speed),
                 cpu_slots: h.capacity.slots,
                 unit_memory_bytes: h.capacity.unit_memory_bytes(),
                 min_price_per_fuel: h.min_price_per_fuel,
@@ -1312,6 +1323,7 @@ impl Core {
                     "flag_evidence": self.flag_evidence.get(&s.node).cloned().unwrap_or_default(),
                     "results_valid": st.as_ref().map(|x| x.stats.valid),
                     "results_invalid": st.as_ref().map(|x| x.stats.invalid),
+                    "first_replicas": st.as_ref().map(|x| x.stats.first_replicas),
                 })
             })
             .collect()

@@ -118,7 +118,10 @@ pub fn open(cfg: &GatewayConfig) -> Result<App, GatewayError> {
         cfg.http.max_module_bytes as u64,
     )?;
     let seed = u64::from_le_bytes(rand_bytes());
-    let sched = lode_sched::Scheduler::new(cfg.sched.clone(), seed)
+    // One geographic-spread rule for reward weight and for work.
+    let mut sched_cfg = cfg.sched.clone();
+    sched_cfg.region_spread_permille = cfg.core.region_spread_permille;
+    let sched = lode_sched::Scheduler::new(sched_cfg, seed)
         .map_err(|e| GatewayError::Sched(e.to_string()))?;
     let core = Core::open(cfg.core.clone(), sched, ledger, db, modules, http::now_ms())?;
     Ok(App::new(core, cfg.http.clone()))

@@ -166,7 +166,9 @@ pub enum Behaviour {
     WrongOutput { per_mille: u16 },
     /// Runs the unit but reports the same wrong output as every other colluding node.
     ColludingWrongOutput { per_mille: u16 },
-    /// Reports a made-up result (empty output, zero fuel) without running the unit.
+    /// Does not run the unit: replays the last outcome it really computed (its
+    /// exit code, fuel and output, from whatever unit that was). Runs the unit
+    /// when it has nothing to replay yet.
     Lazy { per_mille: u16 },
 }
 

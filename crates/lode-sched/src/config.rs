@@ -65,6 +65,21 @@ pub struct FlagRules {
     pub expiry_permille: u32,
     /// ...and at least this many were lost.
     pub min_expired: u32,
+    /// Highest believable speed of one slot, in fuel per second. A node claiming
+    /// more is flagged `ImpossibleClaim` when it joins and scheduled as if it had
+    /// claimed this. The default, 5·10¹⁰, is about 9× what one core of the
+    /// development machine burns in wasmtime (5.7·10⁹ fuel/s on the primes
+    /// example, BENCHMARKS.md "Speed claims").
+    #[serde(default = "default_max_claimed_speed")]
+    pub max_claimed_speed: u64,
+}
+
+fn default_region_spread() -> u32 {
+    1_500
+}
+
+fn default_max_claimed_speed() -> u64 {
+    50_000_000_000
 }
 
 impl Default for FlagRules {
@@ -77,6 +92,7 @@ impl Default for FlagRules {
             dissent_permille: 200,
             expiry_permille: 300,
             min_expired: 5,
+            max_claimed_speed: default_max_claimed_speed(),
         }
     }
 }
@@ -106,6 +122,13 @@ pub struct Config {
     /// A soft region preference lets other regions in after this long without a
     /// node of the region taking a unit.
     pub region_grace_ms: u64,
+    /// Geographic spread (permille of a region's fair share of online nodes):
+    /// a node in a region holding more may hold only its share of work,
+    /// `ceil(slots × region_factor_bps / 10,000)` units
+    /// ([`crate::region_factor_bps`]), so when work is scarce under-served
+    /// regions get more of it. 0 turns it off.
+    #[serde(default = "default_region_spread")]
+    pub region_spread_permille: u32,
     pub reputation: ReputationRules,
     pub flags: FlagRules,
 }
@@ -122,6 +145,7 @@ impl Default for Config {
             max_units_per_job: 10_000_000,
             retry_scan_limit: 32,
             region_grace_ms: 5_000,
+            region_spread_permille: default_region_spread(),
             reputation: ReputationRules::default(),
             flags: FlagRules::default(),
         }
@@ -142,6 +166,9 @@ impl Config {
         }
         if self.retry_scan_limit == 0 {
             return Err(ConfigError::ZeroScan);
+        }
+        if self.flags.max_claimed_speed == 0 {
+            return Err(ConfigError::ZeroSpeedCeiling);
         }
         let r = &self.reputation;
         if r.initial > REPUTATION_MAX || r.probation_below > REPUTATION_MAX {

@@ -44,6 +44,8 @@ pub enum ConfigError {
     ZeroScan,
     #[error("reputation values must not exceed {max}", max = crate::REPUTATION_MAX)]
     Reputation,
+    #[error("flags.max_claimed_speed must be at least 1 fuel/s")]
+    ZeroSpeedCeiling,
 }
 
 /// Everything the scheduler can refuse. `code()` gives a stable machine-readable code.

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
 const NONE: u32 = u32::MAX;
 
@@ -153,6 +153,10 @@ pub struct NodeStats {
     pub accepted_on_trust: u32,
     pub slow: u32,
     pub too_fast: u32,
+    /// Units whose first replica went to this node (colluders' share of these is
+    /// the `f_p` of the collusion race, ARCHITECTURE.md).
+    #[serde(default)]
+    pub first_replicas: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -284,6 +288,9 @@ pub struct Scheduler<K: NodeKey> {
     leases: BinaryHeap<Reverse<(u64, u32, u32, u32)>>,
     /// Live leases (the heap also holds settled ones until their deadline passes).
     live_leases: u64,
+    /// Online nodes per region (for the geographic-spread cap on work).
+    #[serde(default)]
+    region_online: BTreeMap<Region, u32>,
     counters: Counters,
     #[serde(skip)]
     skipped: Vec<u32>,
@@ -325,6 +332,7 @@ fn flag_bit(k: FlagKind) -> u8 {
         FlagKind::SlowerThanClaimed => 2,
         FlagKind::HighDissent => 4,
         FlagKind::RepeatedExpiry => 8,
+        FlagKind::ImpossibleClaim => 16,
     }
 }
 
@@ -420,6 +428,7 @@ impl<K: NodeKey> Scheduler<K> {
             vclock: 0,
             leases: BinaryHeap::new(),
             live_leases: 0,
+            region_online: BTreeMap::new(),
             counters: Counters::default(),
             skipped: Vec::new(),
             deferred: Vec::new(),
@@ -464,7 +473,16 @@ impl<K: NodeKey> Scheduler<K> {
     // ------------------------------------------------------------------ nodes
 
     /// A node connected (or reconnected: capabilities are updated, trust is kept).
-    pub fn node_joined(&mut self, key: K, info: NodeInfo, now: u64) -> Result<(), Error> {
+    ///
+    /// A claimed speed above [`crate::FlagRules::max_claimed_speed`] is cut to the
+    /// ceiling and flagged (`ImpossibleClaim`, once per node); the returned
+    /// decisions carry that flag and its trust change (empty otherwise).
+    pub fn node_joined(
+        &mut self,
+        key: K,
+        info: NodeInfo,
+        now: u64,
+    ) -> Result<Vec<Decision<K>>, Error> {
         self.advance(now);
         if info.speed_fuel_per_s == 0 {
             return Err(Error::InvalidNode(InvalidNode::ZeroSpeed));
@@ -479,6 +497,12 @@ impl<K: NodeKey> Scheduler<K> {
         let op = self.intern_op(info.operator);
         let ip = self.intern_ip(info.ip_group);
         if let Some(&nix) = self.node_ix.get(&key) {
+            let n = &self.nodes[nix as usize];
+            if n.online {
+                let old = n.region;
+                self.region_left(old);
+            }
+            self.region_joined(info.region);
             let n = &mut self.nodes[nix as usize];
             n.online = true;
             n.slots = info.slots;
@@ -489,13 +513,14 @@ impl<K: NodeKey> Scheduler<K> {
             n.price_floor = info.price_floor;
             n.op = op;
             n.ip = ip;
-            return Ok(());
+            return Ok(self.check_claim(nix));
         }
         let trust = info.trust.unwrap_or(TrustState {
             consecutive_valid: 0,
             reputation: self.cfg.reputation.initial,
         });
         let nix = self.nodes.len() as u32;
+        self.region_joined(info.region);
         self.nodes.push(Node {
             key,
             online: true,
@@ -514,7 +539,53 @@ impl<K: NodeKey> Scheduler<K> {
             flags: 0,
         });
         self.node_ix.insert(key, nix);
-        Ok(())
+        Ok(self.check_claim(nix))
+    }
+
+    fn region_joined(&mut self, r: Region) {
+        *self.region_online.entry(r).or_insert(0) += 1;
+    }
+
+    fn region_left(&mut self, r: Region) {
+        if let Some(c) = self.region_online.get_mut(&r) {
+            *c -= 1;
+            if *c == 0 {
+                self.region_online.remove(&r);
+            }
+        }
+    }
+
+    /// How many units node `nix` may hold at once: its slots, scaled down when
+    /// its region holds more than its share of the online nodes
+    /// (`Config::region_spread_permille`), at least one.
+    fn may_hold(&self, nix: u32) -> u32 {
+        let n = &self.nodes[nix as usize];
+        let regions = self.region_online.len() as u64;
+        if regions <= 1 || self.cfg.region_spread_permille == 0 || n.slots == 0 {
+            return n.slots;
+        }
+        let total: u64 = self.region_online.values().map(|&c| u64::from(c)).sum();
+        let here = u64::from(self.region_online.get(&n.region).copied().unwrap_or(1));
+        let f = region_factor_bps(here, total, regions, self.cfg.region_spread_permille);
+        let hold = (u64::from(n.slots) * u64::from(f)).div_ceil(10_000);
+        hold.clamp(1, u64::from(n.slots.max(1))) as u32
+    }
+
+    /// Caps a node's claimed speed at the believable ceiling, flagging a higher claim.
+    fn check_claim(&mut self, nix: u32) -> Vec<Decision<K>> {
+        let ceiling = self.cfg.flags.max_claimed_speed;
+        let n = &mut self.nodes[nix as usize];
+        let mut out = Vec::new();
+        if n.speed > ceiling {
+            let claimed_speed = n.speed;
+            n.speed = ceiling;
+            let flag = Flag::ImpossibleClaim {
+                claimed_speed,
+                ceiling,
+            };
+            self.raise(nix, flag, false, &mut out);
+        }
+        out
     }
 
     /// A node disconnected: its live leases are lost now and their units re-issued.
@@ -527,6 +598,10 @@ impl<K: NodeKey> Scheduler<K> {
     ) -> Result<(), Error> {
         self.advance(now);
         let nix = self.node_index(key)?;
+        if self.nodes[nix as usize].online {
+            let region = self.nodes[nix as usize].region;
+            self.region_left(region);
+        }
         self.nodes[nix as usize].online = false;
         let mut leases = std::mem::take(&mut self.scratch_leases);
         leases.clear();
@@ -758,7 +833,8 @@ impl<K: NodeKey> Scheduler<K> {
     // ------------------------------------------------------------- matching
 
     /// The node asks for up to `max_units` units. Appends the assignments to `out`
-    /// and returns how many. The node gets no more than its free slots (one unit in
+    /// and returns how many. The node gets no more than its free slots (fewer in
+    /// an over-served region, see `Config::region_spread_permille`; one unit in
     /// flight while on probation), only units it can run (memory, price, timeout,
     /// region), never a unit it or its operator or IP group already had.
     pub fn request_work(
@@ -777,7 +853,7 @@ impl<K: NodeKey> Scheduler<K> {
         let held = n.leases.len() as u32;
         let mut cap = max_units
             .min(self.cfg.max_batch)
-            .min(n.slots.saturating_sub(held));
+            .min(self.may_hold(nix).saturating_sub(held));
         if n.rep < self.cfg.reputation.probation_below {
             cap = cap.min(1u32.saturating_sub(held));
         }
@@ -911,6 +987,7 @@ impl<K: NodeKey> Scheduler<K> {
         let decide = match unit.status {
             UnitStatus::Fresh => {
                 unit.status = UnitStatus::Active;
+                node.stats.first_replicas += 1;
                 true
             }
             _ => unit.flags & REDECIDE != 0,
@@ -1586,6 +1663,7 @@ impl<K: NodeKey> Scheduler<K> {
             FlagKind::SlowerThanClaimed,
             FlagKind::HighDissent,
             FlagKind::RepeatedExpiry,
+            FlagKind::ImpossibleClaim,
         ]
         .into_iter()
         .filter(|&k| n.flags & flag_bit(k) != 0)
@@ -1661,6 +1739,16 @@ impl<K: NodeKey> Scheduler<K> {
     /// Checks the internal invariants; returns the first violation. Meant for tests
     /// and simulations (cost: linear in the state).
     pub fn validate(&self) -> Result<(), String> {
+        let mut regions: BTreeMap<Region, u32> = BTreeMap::new();
+        for n in self.nodes.iter().filter(|n| n.online) {
+            *regions.entry(n.region).or_insert(0) += 1;
+        }
+        if regions != self.region_online {
+            return Err(format!(
+                "online nodes per region {regions:?} but counted {:?}",
+                self.region_online
+            ));
+        }
         let mut leases_per_node = vec![0u32; self.nodes.len()];
         for (j, job) in self.jobs.iter().enumerate() {
             let Some(job) = job else { continue };
@@ -1781,7 +1869,9 @@ impl<K: NodeKey> Scheduler<K> {
     /// Same seed and same events give the same decisions.
     pub fn apply(&mut self, now: u64, event: Event<K>, out: &mut Vec<Decision<K>>) {
         let res = match event {
-            Event::NodeJoined { node, info } => self.node_joined(node, info, now),
+            Event::NodeJoined { node, info } => {
+                self.node_joined(node, info, now).map(|d| out.extend(d))
+            }
             Event::NodeLeft { node } => self.node_left(&node, now, out),
             Event::JobSubmitted { job, spec, done } => self.add_job_resuming(job, spec, &done, now),
             Event::JobCancelled { job } => self.cancel_job(job, now, out),

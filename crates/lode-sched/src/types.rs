@@ -139,6 +139,26 @@ pub struct Region {
     bytes: [u8; 16],
 }
 
+/// Geographic spread (docs/design/lode-sched.md, "Under-served regions"): with
+/// `total` nodes over `regions` regions (nodes that declare none form one region
+/// of their own, `unknown`), a region's fair share is `total / regions`; a region
+/// keeps full weight up to `spread` (permille) of its fair share and beyond that
+/// its nodes are scaled down so the region as a whole weighs as much as
+/// `spread × fair share` nodes:
+/// `factor = min(10,000, floor(10,000 × spread × total / (1,000 × regions × n)))`
+/// basis points for a region of `n` nodes. One region alone, or evenly spread
+/// regions, are never scaled; `spread = 0` turns the rule off. The gateway uses
+/// it for reward weight, the scheduler for how much work a node may hold.
+pub fn region_factor_bps(n: u64, total: u64, regions: u64, spread_permille: u32) -> u32 {
+    const FULL: u128 = 10_000;
+    if spread_permille == 0 || n == 0 || regions == 0 {
+        return FULL as u32;
+    }
+    let num = FULL * u128::from(spread_permille) * u128::from(total);
+    let den = 1_000 * u128::from(regions) * u128::from(n);
+    (num / den).min(FULL) as u32
+}
+
 /// Why a string is not a region code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid region {0:?}: expected 1-16 characters of a-z, 0-9 and '-'")]
@@ -398,6 +418,7 @@ pub enum FlagKind {
     SlowerThanClaimed,
     HighDissent,
     RepeatedExpiry,
+    ImpossibleClaim,
 }
 
 /// A behaviour flag with its evidence.
@@ -422,6 +443,10 @@ pub enum Flag {
     HighDissent { invalid: u32, verified: u32 },
     /// The node takes work and lets it expire again and again.
     RepeatedExpiry { expired: u32, assigned: u32 },
+    /// On joining, the node claimed a speed per slot above
+    /// [`crate::FlagRules::max_claimed_speed`], which no real core reaches: it is
+    /// scheduled as if it had claimed the ceiling.
+    ImpossibleClaim { claimed_speed: u64, ceiling: u64 },
 }
 
 impl Flag {
@@ -431,6 +456,7 @@ impl Flag {
             Flag::SlowerThanClaimed { .. } => FlagKind::SlowerThanClaimed,
             Flag::HighDissent { .. } => FlagKind::HighDissent,
             Flag::RepeatedExpiry { .. } => FlagKind::RepeatedExpiry,
+            Flag::ImpossibleClaim { .. } => FlagKind::ImpossibleClaim,
         }
     }
 }

@@ -952,6 +952,56 @@ fn behaviour_flags_carry_evidence() {
 }
 
 #[test]
+fn impossible_speed_claims_are_flagged_and_capped() {
+    let ceiling = Config::default().flags.max_claimed_speed;
+    let mut s = sched(1);
+    let liar = NodeInfo {
+        speed_fuel_per_s: 1_000_000_000_000,
+        ..info(7)
+    };
+    let d = s.node_joined(7, liar, 0).unwrap();
+    assert!(
+        d.contains(&Decision::Flagged {
+            node: 7,
+            flag: Flag::ImpossibleClaim {
+                claimed_speed: 1_000_000_000_000,
+                ceiling
+            }
+        }),
+        "{d:?}"
+    );
+    assert!(
+        s.node_status(&7)
+            .unwrap()
+            .flags
+            .contains(&FlagKind::ImpossibleClaim)
+    );
+    // Raised once: reconnecting with the same claim adds nothing.
+    assert!(s.node_joined(7, liar, 10).unwrap().is_empty());
+    // A claim at the ceiling is believed.
+    let fast = NodeInfo {
+        speed_fuel_per_s: ceiling,
+        ..info(8)
+    };
+    assert!(s.node_joined(8, fast, 0).unwrap().is_empty());
+    assert!(s.node_status(&8).unwrap().flags.is_empty());
+    // The liar is scheduled at the ceiling: a job whose timeout only the claimed
+    // speed could meet (1e9 fuel in 10 ms needs 1e11 fuel/s) is not offered to it.
+    let mut tight = spec(1, 1, 1, false);
+    tight.limits.timeout_ms = Some(10);
+    s.add_job(JobId(1), tight, 20).unwrap();
+    assert!(req(&mut s, 7, 1, 20).is_empty());
+    assert!(req(&mut s, 8, 1, 20).is_empty());
+    // A ceiling of zero is refused.
+    let mut cfg = Config::default();
+    cfg.flags.max_claimed_speed = 0;
+    assert_eq!(
+        Scheduler::<u64>::new(cfg, 1).err(),
+        Some(ConfigError::ZeroSpeedCeiling)
+    );
+}
+
+#[test]
 fn high_dissent_is_flagged() {
     let mut s = sched(3);
     s.add_job(JobId(1), spec(30, 2, 3, false), 0).unwrap();
@@ -1074,4 +1124,53 @@ fn settled_lease_entries_do_not_pile_up() {
     let mut expired = Vec::new();
     s.tick(u64::MAX, &mut expired);
     assert!(expired.is_empty());
+}
+
+#[test]
+fn over_served_regions_hold_less_work() {
+    let node = |i: u64, region: &str| NodeInfo {
+        slots: 10,
+        region: Region::new(region).unwrap(),
+        ..info(i)
+    };
+    let run = |cfg: Config| {
+        let mut s = Scheduler::new(cfg, 1).unwrap();
+        for i in 0..9 {
+            s.node_joined(i, node(i, "eu"), 0).unwrap();
+        }
+        s.node_joined(9, node(9, "us"), 0).unwrap();
+        s.add_job(JobId(1), spec(1_000, 1, 1, false), 0).unwrap();
+        s
+    };
+    // 9 of 10 nodes in eu, 2 regions: eu's fair share is 5 nodes, it keeps full
+    // weight up to 7.5, so each eu node holds ceil(10 × 7.5 / 9) = 9 units.
+    let mut s = run(Config::default());
+    assert_eq!(region_factor_bps(9, 10, 2, 1_500), 8_333);
+    assert_eq!(req(&mut s, 0, 10, 0).len(), 9);
+    assert!(req(&mut s, 0, 10, 0).is_empty());
+    assert_eq!(req(&mut s, 9, 10, 0).len(), 10);
+    s.validate().unwrap();
+    // When 5 eu nodes leave (4 eu, 1 us), eu is within 1.5 fair shares again.
+    let mut out = vec![];
+    for i in 4..9 {
+        s.node_left(&i, 1, &mut out).unwrap();
+    }
+    assert_eq!(req(&mut s, 0, 10, 1).len(), 1);
+    s.validate().unwrap();
+    // A node moving region is counted in its new one.
+    s.node_joined(1, node(1, "us"), 2).unwrap();
+    s.validate().unwrap();
+    // Turned off: every node holds its slots.
+    let mut s = run(Config {
+        region_spread_permille: 0,
+        ..Config::default()
+    });
+    assert_eq!(req(&mut s, 0, 10, 0).len(), 10);
+    // One region only: never scaled.
+    let mut s = Scheduler::new(Config::default(), 1).unwrap();
+    for i in 0..3 {
+        s.node_joined(i, node(i, "eu"), 0).unwrap();
+    }
+    s.add_job(JobId(1), spec(100, 1, 1, false), 0).unwrap();
+    assert_eq!(req(&mut s, 0, 10, 0).len(), 10);
 }

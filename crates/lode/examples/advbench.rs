@@ -44,15 +44,43 @@ struct Scenario {
     quorum: u8,
     max_replicas: u8,
     adaptive: bool,
-    /// The adversaries return the same wrong output (colluding/lazy): compare
-    /// with the collusion race of ARCHITECTURE.md.
-    colluding: bool,
+    /// The adversaries return the same wrong output (colluding): compare with
+    /// the collusion race of ARCHITECTURE.md. `Some(true)`: they may agree
+    /// (lazy nodes replaying the same old output), so the race is an upper bound.
+    colluding: Option<bool>,
     /// Intermittent cheaters' rate of wrong results.
     cheat_rate: Option<f64>,
+    /// The adversaries start one after the other, after the honest nodes.
+    start_together: bool,
 }
 
 fn behaviour(b: &str) -> Vec<String> {
     vec!["--behaviour".into(), b.into()]
+}
+
+/// `count` nodes (own IPs) returning the same wrong output for every unit.
+fn colluders(
+    name: &'static str,
+    count: usize,
+    quorum: u8,
+    max_replicas: u8,
+    adaptive: bool,
+    start_together: bool,
+) -> Scenario {
+    Scenario {
+        name,
+        adversaries: Adversary {
+            args: behaviour("colluding:1000"),
+            count,
+            one_ip: false,
+        },
+        quorum,
+        max_replicas,
+        adaptive,
+        colluding: Some(false),
+        cheat_rate: None,
+        start_together,
+    }
 }
 
 fn spec(s: &Scenario) -> JobSpec {
@@ -93,6 +121,10 @@ struct Outcome {
     all_real: u128,
     wrong_fees: u128,
     flags: Vec<String>,
+    /// Adaptive trust: share of honest first replicas that were replicated.
+    r: Option<f64>,
+    /// Colluders' share of first replicas (measured).
+    fp: Option<f64>,
     /// Sybil: the swarm's epoch rewards vs the mean honest node's.
     swarm_vs_honest: Option<(u128, u128)>,
 }
@@ -135,22 +167,40 @@ fn run(s: &Scenario, honest: usize, units: usize, epoch_ms: u64) -> Outcome {
         a.extend_from_slice(extra);
         a
     };
-    for i in 0..honest {
-        let ip = format!("127.0.0.{}", 10 + i);
-        let (p, d) = start_node(&bin, dir.path(), &url, i, &node_args(ip, &[]));
-        procs.push(p);
-        honest_dids.push(d);
-    }
     let a = &s.adversaries;
-    for j in 0..a.count {
-        let ip = if a.one_ip {
-            "127.0.0.200".to_string()
+    // Start order: adversaries spread evenly among the honest nodes, or all
+    // after them (`start_together`). With one slot each, nodes keep asking for
+    // work in roughly the order they started, and consecutive askers get a
+    // unit's consecutive replicas.
+    let total = honest + a.count;
+    let order: Vec<bool> = (0..total)
+        .map(|k| {
+            if s.start_together {
+                k >= honest
+            } else {
+                (k + 1) * a.count / total > k * a.count / total
+            }
+        })
+        .collect();
+    let (mut i, mut j) = (0, 0);
+    for adversary in order {
+        if adversary {
+            let ip = if a.one_ip {
+                "127.0.0.200".to_string()
+            } else {
+                format!("127.0.0.{}", 100 + j)
+            };
+            let (p, d) = start_node(&bin, dir.path(), &url, honest + j, &node_args(ip, &a.args));
+            procs.push(p);
+            adv_dids.insert(d);
+            j += 1;
         } else {
-            format!("127.0.0.{}", 100 + j)
-        };
-        let (p, d) = start_node(&bin, dir.path(), &url, honest + j, &node_args(ip, &a.args));
-        procs.push(p);
-        adv_dids.insert(d);
+            let ip = format!("127.0.0.{}", 10 + i);
+            let (p, d) = start_node(&bin, dir.path(), &url, i, &node_args(ip, &[]));
+            procs.push(p);
+            honest_dids.push(d);
+            i += 1;
+        }
     }
     let client = Client::new(&url).expect("client");
     wait_nodes(&client, honest + a.count);
@@ -175,6 +225,8 @@ fn run(s: &Scenario, honest: usize, units: usize, epoch_ms: u64) -> Outcome {
     let results = client.results(&job).expect("results");
     let nodes: serde_json::Value = client.get_json("/v1/nodes").expect("nodes");
 
+    // Who held units' first replicas (the `f_p` of the collusion race).
+    let (mut adv_first, mut all_first) = (0u64, 0u64);
     let mut o = Outcome {
         units,
         failed: v.failed,
@@ -182,7 +234,10 @@ fn run(s: &Scenario, honest: usize, units: usize, epoch_ms: u64) -> Outcome {
     };
     for n in nodes["nodes"].as_array().into_iter().flatten() {
         let did: Did = n["node"].as_str().unwrap_or("").parse().expect("did");
+        let first = n["first_replicas"].as_u64().unwrap_or(0);
+        all_first += first;
         if adv_dids.contains(&did) {
+            adv_first += first;
             for f in n["flags"].as_array().into_iter().flatten() {
                 o.flags.push(f.as_str().unwrap_or("").to_string());
             }
@@ -209,15 +264,27 @@ fn run(s: &Scenario, honest: usize, units: usize, epoch_ms: u64) -> Outcome {
             }
         }
     }
-    if s.colluding {
-        // Exact finite-network race (ARCHITECTURE.md), colluders' share of first
-        // replicas taken as their share of requesters (one slot, no prefetch each).
+    if let Some(upper) = s.colluding {
+        // Exact finite-network race (ARCHITECTURE.md), with the colluders'
+        // measured share of first replicas.
         let n = (honest + a.count) as u64;
         let groups = a.one_ip.then_some(1);
         let draw = analysis::colluder_draw_finite(n, a.count as u64, groups);
-        let fp = a.count as f64 / n as f64;
-        let (wrong, _) = analysis::collusion_rates(s.quorum, s.max_replicas, fp, &draw, None);
+        let fp = adv_first as f64 / all_first.max(1) as f64;
+        o.fp = Some(fp);
+        // Under adaptive trust an honest first replica is replicated only with
+        // probability r; the others were accepted on trust alone (one credited node).
+        let r = s.adaptive.then(|| {
+            let singles = results
+                .iter()
+                .filter(|r| r.status == "verified" && r.credited.len() == 1)
+                .count() as f64;
+            (1.0 - singles / (units as f64 * (1.0 - fp))).clamp(0.0, 1.0)
+        });
+        o.r = r;
+        let (wrong, _) = analysis::collusion_rates(s.quorum, s.max_replicas, fp, &draw, r);
         o.bound = Some(wrong);
+        o.upper = upper;
     } else if !s.adaptive {
         // Random wrong outputs never agree: nothing wrong can reach a quorum.
         o.bound = Some(0.0);
@@ -277,8 +344,9 @@ fn main() {
             quorum: 2,
             max_replicas: 4,
             adaptive: false,
-            colluding: false,
+            colluding: None,
             cheat_rate: None,
+            start_together: false,
         },
         Scenario {
             name: "intermittent wrong (10% of units), full quorum",
@@ -286,8 +354,9 @@ fn main() {
             quorum: 2,
             max_replicas: 4,
             adaptive: false,
-            colluding: false,
+            colluding: None,
             cheat_rate: None,
+            start_together: false,
         },
         Scenario {
             name: "intermittent wrong (10% of units), adaptive trust",
@@ -295,40 +364,53 @@ fn main() {
             quorum: 2,
             max_replicas: 4,
             adaptive: true,
-            colluding: false,
+            colluding: None,
             cheat_rate: Some(0.1),
+            start_together: false,
         },
         Scenario {
-            name: "lazy (empty output, fuel 0)",
+            name: "lazy (replays its last real output)",
             adversaries: two("lazy:1000"),
             quorum: 2,
-            max_replicas: 3,
+            max_replicas: 4,
             adaptive: false,
-            colluding: true,
+            colluding: Some(true),
             cheat_rate: None,
+            start_together: false,
         },
-        Scenario {
-            name: "colluding group, q = 2, M = 3",
-            adversaries: two("colluding:1000"),
-            quorum: 2,
-            max_replicas: 3,
-            adaptive: false,
-            colluding: true,
-            cheat_rate: None,
-        },
-        Scenario {
-            name: "colluding group (3 nodes), q = 3, M = 5",
-            adversaries: Adversary {
-                args: behaviour("colluding:1000"),
-                count: 3,
-                one_ip: false,
-            },
-            quorum: 3,
-            max_replicas: 5,
-            adaptive: false,
-            colluding: true,
-            cheat_rate: None,
-        },
+        colluders("colluding group, q = 2, M = 3", 2, 2, 3, false, false),
+        colluders(
+            "colluding group, q = 2, M = 3, adaptive trust",
+            2,
+            2,
+            3,
+            true,
+            false,
+        ),
+        colluders(
+            "colluding group (3 nodes), q = 3, M = 5",
+            3,
+            3,
+            5,
+            false,
+            false,
+        ),
+        colluders(
+            "colluding group (3 nodes), q = 3, M = 5, adaptive trust",
+            3,
+            3,
+            5,
+            true,
+            false,
+        ),
+        colluders(
+            "colluding group (3 nodes) started together, q = 3, M = 5",
+            3,
+            3,
+            5,
+            false,
+            true,
+        ),
         Scenario {
             name: "colluding Sybil swarm (one IP)",
             adversaries: Adversary {
@@ -339,8 +421,9 @@ fn main() {
             quorum: 2,
             max_replicas: 4,
             adaptive: false,
-            colluding: true,
+            colluding: Some(false),
             cheat_rate: None,
+            start_together: false,
         },
         Scenario {
             name: "honest Sybil swarm (one IP)",
@@ -352,8 +435,9 @@ fn main() {
             quorum: 2,
             max_replicas: 4,
             adaptive: false,
-            colluding: false,
+            colluding: None,
             cheat_rate: None,
+            start_together: false,
         },
         Scenario {
             name: "speed liar (claims 10^12 fuel/s)",
@@ -365,8 +449,9 @@ fn main() {
             quorum: 2,
             max_replicas: 4,
             adaptive: false,
-            colluding: false,
+            colluding: None,
             cheat_rate: None,
+            start_together: false,
         },
     ];
     println!(
@@ -393,12 +478,17 @@ fn main() {
             s.adversaries.count,
             s.quorum,
             s.max_replicas,
-            if s.adaptive { "adaptive" } else { "full" },
+            match (s.adaptive, o.r) {
+                (true, Some(r)) => format!("adaptive, r = {r:.2}"),
+                (true, None) => "adaptive".into(),
+                (false, _) => "full".into(),
+            },
             o.wrong_accepted,
             o.wrong_accepted as f64 / o.units as f64,
             o.bound.map_or("—".into(), |b| format!(
-                "{}{b:.4}",
-                if o.upper { "≤ " } else { "" }
+                "{}{b:.4}{}",
+                if o.upper { "≤ " } else { "" },
+                o.fp.map_or(String::new(), |fp| format!(" (f_p = {fp:.3})"))
             )),
             o.failed,
             share(o.adv_fees, o.all_fees),

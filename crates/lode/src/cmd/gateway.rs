@@ -46,6 +46,16 @@ pub struct GatewayArgs {
     /// scaled down (0 turns it off).
     #[arg(long, default_value_t = lode_gateway::anticheat::DEFAULT_REGION_SPREAD_PERMILLE, value_name = "PERMILLE")]
     pub region_spread_permille: u32,
+    /// Highest believable speed of one node slot (fuel/s). A node claiming more
+    /// is flagged `ImpossibleClaim`, down-weighted, and scheduled at this speed.
+    #[arg(long, default_value_t = lode_sched::FlagRules::default().max_claimed_speed, value_name = "FUEL_PER_S")]
+    pub max_claimed_speed: u64,
+    /// Time between handing out a unit and its result that is never counted
+    /// against a node's claimed speed (queueing and round trips), in ms. A node
+    /// is flagged `SlowerThanClaimed` when most results take longer than this
+    /// plus 4× the run time its claimed speed implies.
+    #[arg(long, default_value_t = lode_sched::FlagRules::default().slow_grace_ms, value_name = "MS")]
+    pub slow_grace_ms: u64,
 }
 
 fn parse_fund(s: &str) -> Result<(String, Did, u128)> {
@@ -118,6 +128,8 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode> {
     cfg.core.loopback_distinct = !args.group_loopback;
     cfg.core.sybil_policy = args.sybil_policy;
     cfg.core.region_spread_permille = args.region_spread_permille;
+    cfg.sched.flags.max_claimed_speed = args.max_claimed_speed;
+    cfg.sched.flags.slow_grace_ms = args.slow_grace_ms;
     cfg.block_interval = std::time::Duration::from_millis(args.block_interval_ms.max(1));
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {

@@ -151,7 +151,7 @@ impl Net {
         self.add_node_with(i, &[]);
     }
 
-    /// Starts node `i` with extra `lode node` arguments (e.g. `--behaviour`).
+    /// Starts node `i` with extra `lode node` arguments (e.g. `--behaviour`, `--slots`).
     pub fn add_node_with(&mut self, i: usize, extra: &[&str]) {
         let key_path = self.dir.path().join(format!("node{i}.key"));
         if self.node_keys.len() <= i {
@@ -164,7 +164,13 @@ impl Net {
         let child = Command::new(lode_bin())
             .args(["node", "--gateway", &self.url, "--key"])
             .arg(&key_path)
-            .args(["--slots", "2", "--no-nice", "--data-dir"])
+            // Two slots unless `extra` says otherwise.
+            .args(if extra.contains(&"--slots") {
+                &[][..]
+            } else {
+                &["--slots", "2"][..]
+            })
+            .args(["--no-nice", "--data-dir"])
             .arg(self.dir.path().join(format!("node{i}")))
             .args(extra)
             .env("RUST_LOG", "warn")
@@ -286,30 +292,40 @@ pub fn sha256_spec(quorum: u8, adaptive: bool) -> lode_proto::jobspec::JobSpec {
     lode_proto::jobspec::JobSpec::from_toml(&text).expect("spec")
 }
 
-/// Submits the sha256 example over `inputs`; returns the job id.
-pub fn submit_sha256(net: &Net, inputs: &[Vec<u8>], quorum: u8, adaptive: bool) -> String {
+/// Submits a job running `examples/jobs/wasm/{module}` with `spec` over the
+/// given stdins (one unit each); returns the job id.
+pub fn submit_job(
+    net: &Net,
+    module: &str,
+    spec: &lode_proto::jobspec::JobSpec,
+    stdins: impl IntoIterator<Item = Vec<u8>>,
+) -> String {
     let client = net.client();
-    let wasm =
-        std::fs::read(repo_root().join("examples/jobs/wasm/sha256.wasm")).expect("sha256.wasm");
+    let wasm = std::fs::read(repo_root().join("examples/jobs/wasm").join(module))
+        .unwrap_or_else(|e| panic!("{module}: {e}"));
     let key = &net.requester.keypair;
     let module = client.upload_module(key, &wasm).expect("upload");
     let chain = client.chain_id().expect("chain id");
-    let units = inputs
-        .iter()
-        .map(|i| lode_proto::wire::UnitInput {
-            stdin: i.clone(),
+    let units = stdins
+        .into_iter()
+        .map(|stdin| lode_proto::wire::UnitInput {
+            stdin,
             args: vec![],
         })
         .collect();
-    let submit = lode_client::Client::build_submission(
-        key,
-        chain,
-        &sha256_spec(quorum, adaptive),
-        module,
-        units,
-    )
-    .expect("build");
+    let submit =
+        lode_client::Client::build_submission(key, chain, spec, module, units).expect("build");
     client.submit_job(key, &submit).expect("submit").job
+}
+
+/// Submits the sha256 example over `inputs`; returns the job id.
+pub fn submit_sha256(net: &Net, inputs: &[Vec<u8>], quorum: u8, adaptive: bool) -> String {
+    submit_job(
+        net,
+        "sha256.wasm",
+        &sha256_spec(quorum, adaptive),
+        inputs.iter().cloned(),
+    )
 }
 
 /// Submits the sha256 example over `inputs`, waits for it and asserts that every
@@ -332,4 +348,16 @@ pub fn expected_sha256(native: Option<&Path>, input: &[u8]) -> Vec<u8> {
         Some(bin) => run_native(bin, input),
         None => format!("{}\n", lode_proto::Hash32::sha256(input).to_hex()).into_bytes(),
     }
+}
+
+/// A node's entry in `/v1/nodes`.
+pub fn node_entry(net: &Net, did: &lode_proto::Did) -> serde_json::Value {
+    let nodes: serde_json::Value = net.client().get_json("/v1/nodes").expect("nodes");
+    nodes["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["node"] == did.to_string())
+        .expect("node online")
+        .clone()
 }

@@ -8,7 +8,8 @@
 use crate::anticheat::{self, FlagEvidence};
 use crate::api_error::ApiError;
 use crate::db::{
-    Batch, Db, JobRecord, JobStatus, NodeRecord, ReportRecord, UnitOutcomeRecord, sched_limits,
+    Batch, Db, JobRecord, JobStatus, NodeRecord, OutboxRecord, ReportRecord, UnitOutcomeRecord,
+    sched_limits,
 };
 use crate::metrics::Metrics;
 use crate::modules::ModuleStore;
@@ -125,6 +126,10 @@ pub struct Core {
     sybil: anticheat::SybilTracker,
     /// Trusted nodes and their run of verified results (to record losing it).
     trusted: HashMap<Did, u32>,
+    /// Next key of the gateway store's ledger outbox.
+    outbox_seq: u64,
+    /// Outbox rows not yet known to be sealed: (seq, ledger height at submission).
+    outbox_unsealed: Vec<(u64, u64)>,
 }
 
 /// Flags with evidence kept per node for the API.
@@ -231,6 +236,8 @@ impl Core {
             flag_evidence: HashMap::new(),
             sybil: anticheat::SybilTracker::default(),
             trusted: HashMap::new(),
+            outbox_seq: 0,
+            outbox_unsealed: Vec::new(),
         };
         core.sybil.policy = core.cfg.sybil_policy;
         core.sybil.region_spread_permille = core.cfg.region_spread_permille;
@@ -310,7 +317,10 @@ impl Core {
                     // Every unit decided but the job was not closed: finish it now.
                     self.finish_job_entries(seq, &mut js, false, now, &mut batch);
                 }
-            } else if !js.record.settled {
+            } else if !js.record.settled
+                || self.ledger.state().job(&wire).is_some_and(|j| !j.closed)
+            {
+                // Not settled, or settled in a block a crash lost.
                 let cancelled = js.record.status == JobStatus::Cancelled;
                 self.finish_job_entries(seq, &mut js, cancelled, now, &mut batch);
             }
@@ -318,9 +328,12 @@ impl Core {
             self.jobs.insert(seq, js);
         }
         self.db.commit(&batch)?;
+        // After the escrows and receipts the penalties may refer to.
+        self.recover_outbox()?;
         self.ledger
             .seal_block(now)
             .map_err(|e| crate::GatewayError::Recovery(e.to_string()))?;
+        self.outbox_sealed();
         Ok(())
     }
 
@@ -488,6 +501,7 @@ impl Core {
         if let Err(e) = self.ledger.seal_block(now) {
             return Err(ApiError::internal(format!("ledger: {e}")));
         }
+        self.outbox_sealed();
         if let Err(e) = self.sched.add_job(lode_sched::JobId(seq), spec, now) {
             return Err(ApiError::bad_request("job_rejected", e.to_string()));
         }
@@ -1127,10 +1141,85 @@ impl Core {
             .unwrap_or(0)
     }
 
+    /// Hands a penalty or multiplier change to the ledger, keeping it in the
+    /// gateway store's outbox first so that a crash before the next sealed block
+    /// does not lose it (`recover_outbox` submits it again).
     fn submit_penalty(&mut self, e: Entry) {
-        if let Err(err) = self.ledger.submit(e) {
-            tracing::error!(error = %err, "penalty rejected by the ledger");
+        let after_height = self.ledger.state().height();
+        let seq = self.outbox_seq;
+        self.outbox_seq += 1;
+        let rec = OutboxRecord {
+            after_height,
+            entry: e.clone(),
+        };
+        let kept = match self.db.outbox_put(seq, &rec) {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::error!(error = %err, "penalty not kept in the gateway store");
+                false
+            }
+        };
+        match self.ledger.submit(e) {
+            Ok(()) if kept => self.outbox_unsealed.push((seq, after_height)),
+            Ok(()) => {}
+            Err(err) => {
+                tracing::error!(error = %err, "penalty rejected by the ledger");
+                if kept && let Err(err) = self.db.outbox_remove(&[seq]) {
+                    tracing::error!(error = %err, "gateway store outbox");
+                }
+            }
         }
+    }
+
+    /// Drops outbox rows a sealed block now holds (tip above their height).
+    fn outbox_sealed(&mut self) {
+        let tip = self.ledger.state().height();
+        let done: Vec<u64> = self
+            .outbox_unsealed
+            .iter()
+            .filter(|&&(_, h)| h < tip)
+            .map(|&(seq, _)| seq)
+            .collect();
+        if done.is_empty() {
+            return;
+        }
+        match self.db.outbox_remove(&done) {
+            Ok(()) => self.outbox_unsealed.retain(|&(_, h)| h >= tip),
+            Err(err) => tracing::error!(error = %err, "gateway store outbox"),
+        }
+    }
+
+    /// At start: outbox entries no sealed block holds (lost with the pending
+    /// pool) are submitted again; the others are dropped.
+    fn recover_outbox(&mut self) -> Result<(), crate::GatewayError> {
+        let tip = self.ledger.state().height();
+        let mut done = vec![];
+        for (seq, rec) in self.db.outbox()? {
+            self.outbox_seq = self.outbox_seq.max(seq + 1);
+            if rec.after_height < tip {
+                done.push(seq);
+                continue;
+            }
+            match self.ledger.submit(rec.entry.clone()) {
+                Ok(()) => {
+                    tracing::info!(seq, "restored a penalty lost before its block was sealed");
+                    if rec.after_height != tip {
+                        let rec = OutboxRecord {
+                            after_height: tip,
+                            ..rec
+                        };
+                        self.db.outbox_put(seq, &rec)?;
+                    }
+                    self.outbox_unsealed.push((seq, tip));
+                }
+                Err(e) => {
+                    tracing::warn!(seq, error = %e, "outbox entry no longer applies; dropped");
+                    done.push(seq);
+                }
+            }
+        }
+        self.db.outbox_remove(&done)?;
+        Ok(())
     }
 
     /// A node's flags with evidence, loaded from the gateway store the first time.
@@ -1265,6 +1354,7 @@ impl Core {
     pub fn seal(&mut self, now: u64) {
         match self.ledger.seal_block(now) {
             Ok(Some(b)) => {
+                self.outbox_sealed();
                 self.metrics.blocks_sealed.inc();
                 self.metrics.ledger_height.set(b.height);
                 // A new epoch: groups are those of the nodes online now (their

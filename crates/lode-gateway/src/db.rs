@@ -9,6 +9,7 @@
 //! | `reports` | job seq ‖ unit ‖ node | [`ReportRecord`]: a result received, unit undecided |
 //! | `outcomes` | job seq ‖ unit | [`UnitOutcomeRecord`]: the unit's final result |
 //! | `nodes` | node public key | [`NodeRecord`]: trust carried across sessions |
+//! | `outbox` | seq (u64) | [`OutboxRecord`]: a penalty or multiplier change handed to the ledger, until a sealed block holds it |
 //!
 //! Everything a response acknowledges is committed before the response is sent.
 
@@ -23,6 +24,18 @@ const JOBS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("jobs");
 const REPORTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("reports");
 const OUTCOMES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("outcomes");
 const NODES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("nodes");
+const OUTBOX: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("outbox");
+
+/// A ledger entry the gateway produced on its own (a `Penalty` or an
+/// `AdjustNode`), kept until a sealed block holds it: nothing else re-derives
+/// these after a crash, unlike receipts (from `outcomes`) and escrows (from `jobs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    /// The ledger height when it was submitted: the next block, `after_height +
+    /// 1`, holds it, so it is safely on the ledger once the tip is above this.
+    pub after_height: u64,
+    pub entry: lode_ledger::Entry,
+}
 
 /// Why the gateway database failed.
 #[derive(Debug, thiserror::Error)]
@@ -199,8 +212,46 @@ impl Db {
         tx.open_table(REPORTS)?;
         tx.open_table(OUTCOMES)?;
         tx.open_table(NODES)?;
+        tx.open_table(OUTBOX)?;
         tx.commit()?;
         Ok(Self { db })
+    }
+
+    /// Keeps `rec` under `seq` (committed, fsync'd).
+    pub fn outbox_put(&self, seq: u64, rec: &OutboxRecord) -> Result<(), DbError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(OUTBOX)?
+            .insert(seq, canonical::encode(rec)?.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Drops the given rows.
+    pub fn outbox_remove(&self, seqs: &[u64]) -> Result<(), DbError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(OUTBOX)?;
+            for s in seqs {
+                t.remove(*s)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every kept entry, by seq.
+    pub fn outbox(&self) -> Result<Vec<(u64, OutboxRecord)>, DbError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(OUTBOX)?;
+        let mut out = vec![];
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((k.value(), canonical::decode(v.value())?));
+        }
+        Ok(out)
     }
 
     /// Commits a batch atomically and durably.

@@ -18,6 +18,22 @@ fn wallet_history(net: &Net, did: &str) -> serde_json::Value {
     serde_json::from_slice(&lode_ok(&args).stdout).expect("history json")
 }
 
+/// The details of a node's `Penalty{InvalidResult}` entries on the ledger.
+fn invalid_result_penalties(view: &LedgerView, did: &lode_proto::Did) -> Vec<String> {
+    view.history(did, 10_000)
+        .expect("history")
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Penalized {
+                reason: PenaltyReason::InvalidResult,
+                detail,
+                ..
+            } => Some(detail),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Every verified output is the right SHA-256 of its input.
 fn assert_outputs_correct(results: &[lode_client::UnitResult], inputs: &[Vec<u8>]) {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -215,21 +231,7 @@ fn colluding_swarm_never_wins_and_earns_nothing() {
     }
     // The adversaries' rejected results are on the ledger with their reason.
     let rejected: usize = (3..7)
-        .map(|i| {
-            view.history(&net.node_keys[i].did(), 1_000)
-                .expect("history")
-                .iter()
-                .filter(|e| {
-                    matches!(
-                        e.kind,
-                        EventKind::Penalized {
-                            reason: PenaltyReason::InvalidResult,
-                            ..
-                        }
-                    )
-                })
-                .count()
-        })
+        .map(|i| invalid_result_penalties(&view, &net.node_keys[i].did()).len())
         .sum();
     assert!(rejected > 0);
 }
@@ -280,20 +282,7 @@ fn intermittent_cheater_is_never_accepted_and_paid_only_for_correct_work() {
         .expect("cheater registered")
         .clone();
     assert_eq!(n.fees_total, credited_fuel * 1_000, "{n:?}");
-    let penalties = view
-        .history(&cheater, 10_000)
-        .expect("history")
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.kind,
-                EventKind::Penalized {
-                    reason: PenaltyReason::InvalidResult,
-                    ..
-                }
-            )
-        })
-        .count() as u64;
+    let penalties = invalid_result_penalties(&view, &cheater).len() as u64;
     // Every rejected result seen over the API is a penalty on the ledger (a late
     // replica of a decided unit may add one after that reading).
     assert!(
@@ -340,19 +329,7 @@ fn lazy_node_replaying_old_outputs_is_rejected_and_paid_only_for_real_work() {
         .map(|r| u128::from(r.fuel_used.expect("fuel")))
         .sum();
     assert_eq!(n.fees_total, credited_fuel * 1_000, "{n:?}");
-    let penalties: Vec<String> = view
-        .history(&lazy, 10_000)
-        .expect("history")
-        .into_iter()
-        .filter_map(|e| match e.kind {
-            EventKind::Penalized {
-                reason: PenaltyReason::InvalidResult,
-                detail,
-                ..
-            } => Some(detail),
-            _ => None,
-        })
-        .collect();
+    let penalties = invalid_result_penalties(&view, &lazy);
     assert!(penalties.len() as u64 >= invalid, "{penalties:?}");
     // The replays claim real work (the fuel of the unit they came from).
     assert!(
@@ -361,4 +338,41 @@ fn lazy_node_replaying_old_outputs_is_rejected_and_paid_only_for_real_work() {
             .all(|d| d.starts_with("returned output") && !d.contains(" fuel 0;")),
         "{penalties:?}"
     );
+}
+
+/// Penalties are kept in the gateway store until a sealed block holds them: a
+/// gateway killed with `kill -9` before it sealed the rejected results' block
+/// submits them again when it restarts (as it does receipts and settlements).
+#[test]
+fn penalties_and_settlements_survive_a_gateway_kill9_before_the_seal() {
+    // No block is sealed on the timer: everything after the job's escrow block
+    // waits in the ledger's pending pool when the gateway is killed.
+    let mut net = Net::start_with(3, 600_000, &["--block-interval-ms", "600000"]);
+    net.add_node_with(3, &["--behaviour", "wrong-output:1000"]);
+    net.wait_nodes(4, Duration::from_secs(60));
+    let cheater = net.node_keys[3].did();
+    run_sha256(&net, &inputs(20, 41), 2, false);
+    let invalid = node_entry(&net, &cheater)["results_invalid"]
+        .as_u64()
+        .expect("results_invalid");
+    assert!(invalid >= 1);
+    net.kill9_gateway();
+    let penalties = |net: &Net| {
+        let view = LedgerView::open(&net.ledger_dir()).expect("ledger");
+        let p = invalid_result_penalties(&view, &cheater).len() as u64;
+        let open_jobs = view.state().jobs().filter(|(_, j)| !j.closed).count();
+        (p, open_jobs)
+    };
+    // Killed before the seal: nothing of it is on the ledger yet.
+    assert_eq!(penalties(&net), (0, 1));
+
+    net.gateway_args.clear();
+    net.start_gateway();
+    net.stop_gateway();
+    let (p, open_jobs) = penalties(&net);
+    assert!(
+        p >= invalid,
+        "{p} penalties on the ledger, {invalid} rejected results"
+    );
+    assert_eq!(open_jobs, 0, "the job's settlement was restored");
 }

@@ -121,7 +121,15 @@ impl Net {
             .args(["--listen", &self.listen])
             .args(["--fund", &format!("{}=1000000", self.requester.did())])
             .args(["--epoch-ms", &self.epoch_ms.to_string()])
-            .args(["--poll-timeout-ms", "1000", "--block-interval-ms", "100"])
+            .args(["--poll-timeout-ms", "1000"])
+            // A block every 100 ms unless the test says otherwise.
+            .args(
+                if self.gateway_args.iter().any(|a| a == "--block-interval-ms") {
+                    &[][..]
+                } else {
+                    &["--block-interval-ms", "100"][..]
+                },
+            )
             .args(&self.gateway_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

@@ -58,28 +58,52 @@ fn behaviour(b: &str) -> Vec<String> {
     vec!["--behaviour".into(), b.into()]
 }
 
-/// `count` nodes (own IPs) returning the same wrong output for every unit.
-fn colluders(
-    name: &'static str,
-    count: usize,
-    quorum: u8,
-    max_replicas: u8,
-    adaptive: bool,
-    start_together: bool,
-) -> Scenario {
-    Scenario {
-        name,
-        adversaries: Adversary {
-            args: behaviour("colluding:1000"),
+impl Adversary {
+    /// `count` nodes with these `lode node` arguments, each from its own address
+    /// (or all from one: `one_ip`).
+    fn new(args: Vec<String>, count: usize, one_ip: bool) -> Self {
+        Self {
+            args,
             count,
-            one_ip: false,
-        },
-        quorum,
-        max_replicas,
-        adaptive,
-        colluding: Some(false),
-        cheat_rate: None,
-        start_together,
+            one_ip,
+        }
+    }
+}
+
+impl Scenario {
+    /// Quorum 2 of at most 4 replicas, full quorum, no derived bound but 0 for
+    /// non-colluding wrong outputs; adversaries spread among the honest nodes.
+    fn new(name: &'static str, adversaries: Adversary) -> Self {
+        Self {
+            name,
+            adversaries,
+            quorum: 2,
+            max_replicas: 4,
+            adaptive: false,
+            colluding: None,
+            cheat_rate: None,
+            start_together: false,
+        }
+    }
+
+    /// `count` colluders (own addresses) at quorum `q` of at most `max` replicas.
+    fn colluders(name: &'static str, count: usize, q: u8, max: u8) -> Self {
+        Self {
+            quorum: q,
+            max_replicas: max,
+            colluding: Some(false),
+            ..Self::new(
+                name,
+                Adversary::new(behaviour("colluding:1000"), count, false),
+            )
+        }
+    }
+
+    fn adaptive(self) -> Self {
+        Self {
+            adaptive: true,
+            ..self
+        }
     }
 }
 
@@ -332,127 +356,63 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .cloned()
         .unwrap_or_default();
-    let two = |b: &str| Adversary {
-        args: behaviour(b),
-        count: 2,
-        one_ip: false,
-    };
+    let two = |b: &str| Adversary::new(behaviour(b), 2, false);
     let scenarios = [
+        Scenario::new("random-wrong (always)", two("wrong-output:1000")),
+        Scenario::new(
+            "intermittent wrong (10% of units), full quorum",
+            two("wrong-output:100"),
+        ),
         Scenario {
-            name: "random-wrong (always)",
-            adversaries: two("wrong-output:1000"),
-            quorum: 2,
-            max_replicas: 4,
-            adaptive: false,
-            colluding: None,
-            cheat_rate: None,
-            start_together: false,
-        },
-        Scenario {
-            name: "intermittent wrong (10% of units), full quorum",
-            adversaries: two("wrong-output:100"),
-            quorum: 2,
-            max_replicas: 4,
-            adaptive: false,
-            colluding: None,
-            cheat_rate: None,
-            start_together: false,
-        },
-        Scenario {
-            name: "intermittent wrong (10% of units), adaptive trust",
-            adversaries: two("wrong-output:100"),
-            quorum: 2,
-            max_replicas: 4,
-            adaptive: true,
-            colluding: None,
             cheat_rate: Some(0.1),
-            start_together: false,
+            ..Scenario::new(
+                "intermittent wrong (10% of units), adaptive trust",
+                two("wrong-output:100"),
+            )
+            .adaptive()
         },
         Scenario {
-            name: "lazy (replays its last real output)",
-            adversaries: two("lazy:1000"),
-            quorum: 2,
-            max_replicas: 4,
-            adaptive: false,
             colluding: Some(true),
-            cheat_rate: None,
-            start_together: false,
+            ..Scenario::new("lazy (replays its last real output)", two("lazy:1000"))
         },
-        colluders("colluding group, q = 2, M = 3", 2, 2, 3, false, false),
-        colluders(
-            "colluding group, q = 2, M = 3, adaptive trust",
-            2,
-            2,
-            3,
-            true,
-            false,
-        ),
-        colluders(
-            "colluding group (3 nodes), q = 3, M = 5",
-            3,
-            3,
-            5,
-            false,
-            false,
-        ),
-        colluders(
+        Scenario::colluders("colluding group, q = 2, M = 3", 2, 2, 3),
+        Scenario::colluders("colluding group, q = 2, M = 3, adaptive trust", 2, 2, 3).adaptive(),
+        Scenario::colluders("colluding group (3 nodes), q = 3, M = 5", 3, 3, 5),
+        Scenario::colluders(
             "colluding group (3 nodes), q = 3, M = 5, adaptive trust",
             3,
             3,
             5,
-            true,
-            false,
-        ),
-        colluders(
-            "colluding group (3 nodes) started together, q = 3, M = 5",
-            3,
-            3,
-            5,
-            false,
-            true,
-        ),
+        )
+        .adaptive(),
         Scenario {
-            name: "colluding Sybil swarm (one IP)",
-            adversaries: Adversary {
-                args: behaviour("colluding:1000"),
-                count: swarm,
-                one_ip: true,
-            },
-            quorum: 2,
-            max_replicas: 4,
-            adaptive: false,
+            start_together: true,
+            ..Scenario::colluders(
+                "colluding group (3 nodes) started together, q = 3, M = 5",
+                3,
+                3,
+                5,
+            )
+        },
+        Scenario {
             colluding: Some(false),
-            cheat_rate: None,
-            start_together: false,
+            ..Scenario::new(
+                "colluding Sybil swarm (one IP)",
+                Adversary::new(behaviour("colluding:1000"), swarm, true),
+            )
         },
-        Scenario {
-            name: "honest Sybil swarm (one IP)",
-            adversaries: Adversary {
-                args: vec![],
-                count: swarm,
-                one_ip: true,
-            },
-            quorum: 2,
-            max_replicas: 4,
-            adaptive: false,
-            colluding: None,
-            cheat_rate: None,
-            start_together: false,
-        },
-        Scenario {
-            name: "speed liar (claims 10^12 fuel/s)",
-            adversaries: Adversary {
-                args: vec!["--claim-speed".into(), "1000000000000".into()],
-                count: 2,
-                one_ip: false,
-            },
-            quorum: 2,
-            max_replicas: 4,
-            adaptive: false,
-            colluding: None,
-            cheat_rate: None,
-            start_together: false,
-        },
+        Scenario::new(
+            "honest Sybil swarm (one IP)",
+            Adversary::new(vec![], swarm, true),
+        ),
+        Scenario::new(
+            "speed liar (claims 10^12 fuel/s)",
+            Adversary::new(
+                vec!["--claim-speed".into(), "1000000000000".into()],
+                2,
+                false,
+            ),
+        ),
     ];
     println!(
         "machine: {} cores; {honest} honest nodes (1 slot, no prefetch, own 127.0.0.x each); {units} sha256 units per scenario; gateway --group-loopback, epoch {epoch_ms} ms",

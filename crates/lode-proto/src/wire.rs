@@ -93,7 +93,7 @@ impl Default for Verification {
         Self {
             quorum: 2,
             max_replicas: 5,
-            adaptive_trust: true,
+            adaptive_trust: false,
         }
     }
 }
@@ -155,6 +155,18 @@ pub struct CancelJob {
 
 impl Message for CancelJob {
     const KIND: &'static str = "lode/requester/cancel-job/v1";
+}
+
+/// Requester → gateway: a signed read of a job's results, sent as the JSON
+/// envelope in the [`READ_HEADER`] header. Only the job's requester may read
+/// them; reads change nothing, so only freshness is checked (no nonce memory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadJob {
+    pub job: JobId,
+}
+
+impl Message for ReadJob {
+    const KIND: &'static str = "lode/requester/read-job/v1";
 }
 
 /// What a node offers.
@@ -338,6 +350,9 @@ pub const BINARY_CONTENT_TYPE: &str = "application/x-lode-canonical";
 
 /// Header carrying the signed `UploadModule` envelope (JSON) of a module upload.
 pub const UPLOAD_HEADER: &str = "x-lode-envelope";
+
+/// Header carrying the signed `ReadJob` envelope (JSON) of a results read.
+pub const READ_HEADER: &str = "x-lode-read";
 
 /// Hex in human-readable formats (JSON), raw bytes in binary ones.
 pub mod bytes_hex {

@@ -620,16 +620,9 @@ impl<K: NodeKey> Scheduler<K> {
         self.add_job_resuming(id, spec, &[], now)
     }
 
-    /// Adds a job whose units listed in `done` were decided in an earlier session
-    /// (after a gateway restart); only the others are scheduled.
-    pub fn add_job_resuming(
-        &mut self,
-        id: JobId,
-        spec: JobSpec<K>,
-        done: &[u32],
-        now: u64,
-    ) -> Result<(), Error> {
-        self.advance(now);
+    /// Every check [`Self::add_job_resuming`] makes, without changing anything:
+    /// a caller can run it before it writes anything durable for the job.
+    pub fn validate_job(&self, id: JobId, spec: &JobSpec<K>, done: &[u32]) -> Result<(), Error> {
         if self.job_ix.contains_key(&id) {
             return Err(Error::DuplicateJob(id));
         }
@@ -664,6 +657,20 @@ impl<K: NodeKey> Scheduler<K> {
                 units: spec.units,
             });
         }
+        Ok(())
+    }
+
+    /// Adds a job whose units listed in `done` were decided in an earlier session
+    /// (after a gateway restart); only the others are scheduled.
+    pub fn add_job_resuming(
+        &mut self,
+        id: JobId,
+        spec: JobSpec<K>,
+        done: &[u32],
+        now: u64,
+    ) -> Result<(), Error> {
+        self.validate_job(id, &spec, done)?;
+        self.advance(now);
         let rix = match self.requester_ix.get(&spec.requester) {
             Some(&r) => r,
             None => {

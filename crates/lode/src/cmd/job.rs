@@ -52,6 +52,10 @@ pub enum JobCmd {
         /// Write each unit's stdout to DIR/<unit>.out
         #[arg(long)]
         out_dir: Option<PathBuf>,
+        /// Key file of the job's requester (only it may read the results)
+        /// [default: $LODE_HOME/identity.key].
+        #[arg(long)]
+        key: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -402,11 +406,13 @@ pub fn run(cmd: JobCmd) -> Result<ExitCode> {
         JobCmd::Results {
             job,
             out_dir,
+            key,
             common,
         } => {
+            let key = load_key(key)?;
             let client = Client::new(&common.gateway)?;
             let results = client
-                .results(&job)
+                .results(&key.keypair, &job)
                 .map_err(|e| job_error(e, &job, &common.gateway))?;
             if let Some(dir) = &out_dir {
                 std::fs::create_dir_all(dir)

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{rss_kib, Kill, arg, lode_bin, root, start_gateway, start_node, wait_nodes};
+use common::{Kill, arg, lode_bin, root, rss_kib, start_gateway, start_node, wait_nodes};
 use lode_client::Client;
 use lode_proto::jobspec::JobSpec;
 use lode_proto::wire::UnitInput;
@@ -90,5 +90,3 @@ fn main() {
         pct(0.99).as_secs_f64() * 1e3
     );
 }
-
-/// VmRSS of a process, in KiB (0 where /proc is unavailable).

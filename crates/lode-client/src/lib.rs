@@ -435,6 +435,7 @@ impl Client {
             verification: spec.verification(),
             max_price_per_fuel: spec.price.max_per_fuel,
             region: spec.region.clone(),
+            eligibility: spec.eligibility(),
         };
         let amount = submit
             .required_escrow()

@@ -352,6 +352,7 @@ impl Core {
             self.sched
                 .add_job_resuming(lode_sched::JobId(seq), spec, &done, now)
                 .map_err(|e| e.to_string())?;
+            self.restrict(seq, &submit);
             // Results received for undecided units cannot be re-counted without
             // their leases: drop them, the units run again.
             let stale: Vec<_> = self.db.reports(seq).map_err(|e| e.to_string())?;
@@ -374,6 +375,25 @@ impl Core {
         self.by_wire.insert(wire, seq);
         self.jobs.insert(seq, js);
         Ok(())
+    }
+
+    /// Applies a job's eligibility rules (who may run its units) to the scheduler.
+    fn restrict(&mut self, seq: u64, s: &SubmitJob) {
+        let e = &s.eligibility;
+        if e.is_open() {
+            return;
+        }
+        let ops: Vec<OperatorId> = e
+            .operators
+            .iter()
+            .map(|d| OperatorId::of(d.public_key_bytes()))
+            .collect();
+        if let Err(err) = self
+            .sched
+            .restrict_job(lode_sched::JobId(seq), e.min_reputation, &ops)
+        {
+            tracing::error!(seq, error = %err, "could not restrict the job's nodes");
+        }
     }
 
     /// Sets aside an open job that cannot be resumed: its escrow is refunded in
@@ -779,6 +799,7 @@ impl Core {
             self.seal(now);
             return Err(ApiError::bad_request("job_rejected", e.to_string()));
         }
+        self.restrict(seq, &js.submit);
         self.by_wire.insert(wire, seq);
         self.jobs.insert(seq, js);
         self.metrics.jobs_submitted.inc();
@@ -1270,6 +1291,19 @@ impl Core {
         if matches!(outcome, lode_sched::ResultOutcome::Counted) {
             batch.reports.push(((seq, r.unit.unit, node), rec.clone()));
         }
+        if let lode_sched::ResultOutcome::AfterDecision { agrees } = outcome {
+            // A late replica of a decided unit: never credited, never kept. If the
+            // scheduler counted it as invalid (it disagrees with a verified
+            // result), it costs the same penalty as a dissent at decision time.
+            let counted_invalid = out.iter().any(|d| {
+                matches!(d, Decision::Trust(t) if t.node == node
+                    && matches!(t.cause, lode_sched::TrustCause::Invalid { unit: u } if u == unit))
+            });
+            if agrees == Some(false) && counted_invalid {
+                self.penalize_late_dissent(seq, r.unit.unit, node, &rec);
+            }
+            return Ok(());
+        }
         if let Some(js) = self.jobs.get_mut(&seq) {
             js.pending.insert((r.unit.unit, node), rec);
         }
@@ -1425,6 +1459,41 @@ impl Core {
             );
             self.submit_penalty(e);
         }
+    }
+
+    /// The `InvalidResult` penalty of a result that arrived after its unit was
+    /// verified and disagrees with it (evidence: the verified result, from the store).
+    fn penalize_late_dissent(&mut self, seq: u64, unit: u32, node: Did, rec: &ReportRecord) {
+        let Some(wire) = self.jobs.get(&seq).map(|j| j.wire) else {
+            return;
+        };
+        let Ok(Some(UnitOutcomeRecord::Verified {
+            output_hash,
+            exit_code,
+            fuel_used,
+            credited,
+            ..
+        })) = self.db.outcome(seq, unit)
+        else {
+            return;
+        };
+        let accepted = ResultDigest {
+            output_hash,
+            exit_code,
+            fuel_used,
+        };
+        self.metrics.results_rejected.inc();
+        let weight = self.fuel_weight();
+        let e = anticheat::invalid_result(
+            node,
+            wire,
+            unit,
+            &rec.digest(),
+            &accepted,
+            credited.len(),
+            weight,
+        );
+        self.submit_penalty(e);
     }
 
     fn fuel_weight(&self) -> u64 {

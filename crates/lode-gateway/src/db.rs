@@ -150,10 +150,18 @@ pub struct JobRecord {
 
 impl JobRecord {
     /// Decodes the submission (it was verified when accepted).
+    /// Records signed before `SubmitJob::eligibility` existed decode as open jobs.
     pub fn submit_job(&self) -> Result<SubmitJob, DbError> {
-        let p: lode_proto::envelope::Payload<SubmitJob> =
-            canonical::decode(&self.submission.payload)?;
-        Ok(p.message)
+        match canonical::decode::<lode_proto::envelope::Payload<SubmitJob>>(
+            &self.submission.payload,
+        ) {
+            Ok(p) => Ok(p.message),
+            Err(e) => canonical::decode::<
+                lode_proto::envelope::Payload<lode_proto::wire::SubmitJobV1>,
+            >(&self.submission.payload)
+            .map(|p| p.message.into())
+            .map_err(|_| e.into()),
+        }
     }
 }
 
@@ -621,5 +629,65 @@ pub fn sched_limits(l: &UnitLimits) -> lode_sched::Limits {
         fuel: l.fuel,
         memory_bytes: l.memory_bytes,
         timeout_ms: Some(l.timeout_ms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lode_proto::wire::{Engine, SubmitJobV1, UnitInput, Verification};
+
+    fn record(payload: Vec<u8>, signer: Did) -> JobRecord {
+        JobRecord {
+            submission: Envelope {
+                kind: "lode/requester/submit-job/v1".into(),
+                payload,
+                signer,
+                signature: lode_proto::Signature([0; 64]),
+            },
+            requester: signer,
+            status: JobStatus::Running,
+            created_ms: 1,
+            finished_ms: None,
+            settled: false,
+        }
+    }
+
+    #[test]
+    fn records_signed_before_eligibility_still_decode_as_open_jobs() {
+        let key = lode_proto::Keypair::generate().expect("key");
+        let v1 = SubmitJobV1 {
+            job: Hash32::sha256(b"j"),
+            escrow: Envelope {
+                kind: String::new(),
+                payload: vec![],
+                signer: key.did(),
+                signature: lode_proto::Signature([0; 64]),
+            },
+            name: "old".into(),
+            engine: Engine::default(),
+            module: Hash32::sha256(b"m"),
+            units: vec![UnitInput {
+                stdin: b"x".to_vec(),
+                args: vec![],
+            }],
+            limits: UnitLimits::default(),
+            verification: Verification::default(),
+            max_price_per_fuel: 3,
+            region: None,
+        };
+        let payload = canonical::encode(&lode_proto::envelope::Payload {
+            nonce: 1,
+            timestamp_ms: 2,
+            message: v1.clone(),
+        })
+        .expect("encode");
+        let s = record(payload, key.did())
+            .submit_job()
+            .expect("legacy decodes");
+        assert_eq!((s.name.as_str(), s.units.len()), ("old", 1));
+        assert!(s.eligibility.is_open());
+        // Bytes that are neither form are a typed error, not a panic.
+        assert!(record(b"junk".to_vec(), key.did()).submit_job().is_err());
     }
 }

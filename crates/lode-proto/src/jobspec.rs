@@ -24,6 +24,10 @@
 //!
 //! [price]
 //! max_per_fuel = 1000                  # token base units per unit of fuel (integer or string)
+//!
+//! [eligibility]                        # optional: who may run the units (and see their inputs)
+//! min_reputation = 500                 # 0..=1000; 0 = any node
+//! operators = ["did:key:z6Mk…"]        # only nodes of these operators; empty = any
 //! ```
 //!
 //! Parsing is pure; resolving `files` globs against the filesystem is the client's job.
@@ -49,6 +53,16 @@ pub struct JobSpec {
     #[serde(default)]
     pub verification: VerificationSpec,
     pub price: PriceSpec,
+    #[serde(default)]
+    pub eligibility: EligibilitySpec,
+}
+
+/// `[eligibility]`: which nodes may run the units.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EligibilitySpec {
+    pub min_reputation: u32,
+    pub operators: Vec<crate::Did>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -186,7 +200,15 @@ impl JobSpec {
         .map_err(spec_field)?;
         limits::check_verification(&self.verification()).map_err(spec_field)?;
         limits::check_price(self.price.max_per_fuel).map_err(spec_field)?;
+        limits::check_eligibility(&self.eligibility()).map_err(spec_field)?;
         Ok(())
+    }
+
+    pub fn eligibility(&self) -> crate::wire::Eligibility {
+        crate::wire::Eligibility {
+            min_reputation: self.eligibility.min_reputation,
+            operators: self.eligibility.operators.clone(),
+        }
     }
 
     pub fn unit_limits(&self) -> UnitLimits {

@@ -4,7 +4,7 @@
 //! The gateway serves the same numbers at `GET /v1/limits` (and lists them in its
 //! OpenAPI document), so a client can check a job against the gateway it talks to.
 
-use crate::wire::{SubmitJob, UnitInput, UnitLimits, Verification};
+use crate::wire::{Eligibility, SubmitJob, UnitInput, UnitLimits, Verification};
 use serde::Serialize;
 
 /// Longest job name, in bytes.
@@ -37,6 +37,10 @@ pub const MAX_REPLICAS: u8 = 32;
 pub const MIN_PRICE_PER_FUEL: u128 = 1;
 /// Highest price, in base units per unit of fuel (10^6 tokens).
 pub const MAX_PRICE_PER_FUEL: u128 = 1_000_000_000_000_000_000_000_000;
+/// Highest reputation a job may require (the scheduler's scale).
+pub const MAX_REPUTATION: u32 = 1_000;
+/// Most operators in a job's allow-list.
+pub const MAX_ALLOWED_OPERATORS: usize = 64;
 /// The fastest a node may believably run, in fuel per second per slot; a fuel
 /// limit that no such node can burn within the unit's timeout is refused.
 pub const DEFAULT_SPEED_CEILING_FUEL_PER_S: u64 = 50_000_000_000;
@@ -74,6 +78,8 @@ pub struct LimitsView {
     pub max_replicas: u8,
     pub min_price_per_fuel: String,
     pub max_price_per_fuel: String,
+    pub max_reputation: u32,
+    pub max_allowed_operators: usize,
     pub speed_ceiling_fuel_per_s: u64,
 }
 
@@ -95,6 +101,8 @@ impl LimitsView {
             max_replicas: MAX_REPLICAS,
             min_price_per_fuel: MIN_PRICE_PER_FUEL.to_string(),
             max_price_per_fuel: MAX_PRICE_PER_FUEL.to_string(),
+            max_reputation: MAX_REPUTATION,
+            max_allowed_operators: MAX_ALLOWED_OPERATORS,
             speed_ceiling_fuel_per_s,
         }
     }
@@ -193,6 +201,23 @@ pub fn check_price(p: u128) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// Which nodes may run the units.
+pub fn check_eligibility(e: &Eligibility) -> Result<(), FieldError> {
+    if e.min_reputation > MAX_REPUTATION {
+        return err(
+            "eligibility.min_reputation",
+            format!("must be at most {MAX_REPUTATION}"),
+        );
+    }
+    if e.operators.len() > MAX_ALLOWED_OPERATORS {
+        return err(
+            "eligibility.operators",
+            format!("at most {MAX_ALLOWED_OPERATORS} operators"),
+        );
+    }
+    Ok(())
+}
+
 /// One unit's input.
 pub fn check_unit(u: &UnitInput) -> Result<(), FieldError> {
     if u.stdin.len() > MAX_UNIT_STDIN_BYTES {
@@ -232,6 +257,7 @@ pub fn check_submit(s: &SubmitJob, speed_ceiling: u64) -> Result<(), FieldError>
     check_unit_limits(&s.limits, speed_ceiling)?;
     check_verification(&s.verification)?;
     check_price(s.max_price_per_fuel)?;
+    check_eligibility(&s.eligibility)?;
     if s.required_escrow().is_none() {
         return err(
             "max_price_per_fuel",

@@ -347,3 +347,40 @@ fn results_are_private_paged_and_a_restart_reads_only_open_work() {
     assert_eq!(client.results(key, &job).expect("still readable"), all);
     assert_eq!(client.jobs().expect("jobs").len(), 1);
 }
+
+#[test]
+fn a_job_can_keep_its_inputs_to_an_allow_listed_operator() {
+    let net = Net::start(2, 3_600_000);
+    net.wait_nodes(2, Duration::from_secs(30));
+    let client = net.client();
+    let key = &net.requester.keypair;
+    let trusted = net.node_keys[0].did();
+    let wasm = std::fs::read(repo_root().join("examples/jobs/wasm/sha256.wasm")).expect("wasm");
+    let module = client.upload_module(key, &wasm).expect("upload");
+    let chain = client.chain_id().expect("chain");
+    let mut spec = sha256_spec(1, false);
+    spec.eligibility.operators = vec![trusted];
+    spec.validate().expect("valid spec");
+    let inputs = (0..40)
+        .map(|i| lode_proto::wire::UnitInput {
+            stdin: format!("secret {i}").into_bytes(),
+            args: vec![],
+        })
+        .collect();
+    let s = Client::build_submission(key, chain, &spec, module, inputs).expect("build");
+    let v = client.submit_job(key, &s).expect("submit");
+    let v = client
+        .wait(&v.job, Duration::from_millis(100), Duration::from_secs(120))
+        .expect("wait");
+    assert_eq!((v.status.as_str(), v.completed), ("finished", 40), "{v:?}");
+    let results = client.results(key, &v.job).expect("results");
+    for r in &results {
+        assert_eq!(r.credited, vec![trusted.to_string()], "unit {}", r.unit);
+    }
+    // Bounds on the rules themselves.
+    let mut bad = s.clone();
+    bad.job = Hash32::sha256(b"bad eligibility");
+    bad.eligibility.min_reputation = 5_000;
+    let (status, code) = api_code(client.submit_job(key, &bad).unwrap_err());
+    assert_eq!((status, code.as_str()), (400, "invalid_field"));
+}

@@ -219,7 +219,9 @@ fn job_cli_submits_an_example_spec_and_fetches_results() {
     let job = v["job"].as_str().expect("job id");
 
     let out = Command::new(lode_bin())
-        .args(["job", "results", job, "--gateway", &net.url, "--json"])
+        .args(["job", "results", job, "--key"])
+        .arg(&net.requester_path)
+        .args(["--gateway", &net.url, "--json"])
         .output()
         .expect("results");
     assert!(out.status.success());

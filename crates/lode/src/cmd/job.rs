@@ -105,6 +105,9 @@ fn job_error(e: ClientError, id: &str, gateway: &str) -> anyhow::Error {
         ClientError::Api { code, .. } if code == "unknown_job" || code == "bad_job_id" => Some(
             format!("list this gateway's jobs with `lode job status --gateway {gateway}`"),
         ),
+        ClientError::Spec(m) if m.contains("is not a job id") => Some(format!(
+            "list this gateway's jobs with `lode job status --gateway {gateway}`"
+        )),
         _ => None,
     };
     match hint {
@@ -309,6 +312,10 @@ fn submit(
     force: bool,
     common: &Common,
 ) -> Result<ExitCode> {
+    let key_arg = key
+        .as_ref()
+        .map(|k| format!(" --key {}", k.display()))
+        .unwrap_or_default();
     let kf = load_key(key)?;
     let client = Client::new(&common.gateway)?;
     let prepared = PreparedSpec::read(spec_path)
@@ -350,7 +357,7 @@ fn submit(
         print_view(&v);
         if v.status == "finished" {
             println!(
-                "results    lode job results {} --gateway {}",
+                "results    lode job results {}{key_arg} --gateway {}",
                 v.job,
                 client.base_url()
             );

@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 cleanup() { [ -n "${GW:-}" ] && kill "$GW" 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT
 "$BIN" keys new --out "$DIR/req.key" >/dev/null
-REQ=$("$BIN" keys show "$DIR/req.key" | head -1)
+REQ=$("$BIN" keys show "$DIR/req.key" | sed -n 1p)
 # A gateway with some state to read: a funded account, a tight rate limit off.
 RUST_LOG=warn "$BIN" gateway --data-dir "$DIR/gw" --listen 127.0.0.1:0 --fund "$REQ=1000" \
     >"$DIR/gw.out" 2>"$OUT/gateway.log" &

@@ -299,19 +299,14 @@ impl Core {
                 .submit(Entry::JobEscrow(submit.escrow.clone()))
                 .map_err(|e| format!("its escrow could not be restored: {e}"))?;
         }
-        // Check before anything else changes for it: a job the scheduler refuses
-        // is quarantined (its escrow refunded), not retried at every start.
+        // A job the scheduler refuses is quarantined (its escrow refunded,
+        // verified work still paid), not retried at every start.
         let spec = self
             .sched_spec(&record.requester, &submit)
             .map_err(|e| e.to_string())?;
         let outcomes = self.db.outcomes(seq).map_err(|e| e.to_string())?;
         *outcomes_loaded += outcomes.len() as u64;
         let done: Vec<u32> = outcomes.iter().map(|(u, _)| *u).collect();
-        if record.status == JobStatus::Running {
-            self.sched
-                .validate_job(lode_sched::JobId(seq), &spec, &done)
-                .map_err(|e| e.to_string())?;
-        }
         let mut js = JobState {
             wire,
             record,
@@ -347,6 +342,12 @@ impl Core {
                 }
                 UnitOutcomeRecord::Failed { .. } => js.failed += 1,
             }
+        }
+        // Receipts are restored first, so a quarantine's refund still pays them.
+        if js.record.status == JobStatus::Running {
+            self.sched
+                .validate_job(lode_sched::JobId(seq), &spec, &done)
+                .map_err(|e| e.to_string())?;
         }
         if js.record.status == JobStatus::Running {
             self.sched

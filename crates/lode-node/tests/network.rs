@@ -498,6 +498,39 @@ async fn reconnects_and_says_hello_again_after_the_gateway_restarts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_now_serves_another_chain_is_refused_not_joined() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = Peer::start(PeerState::new(), 0);
+    let port = first.addr.port();
+    let running = start(config(&first.url(), dir.path()));
+    first
+        .wait_for("first session", Duration::from_secs(30), |s| s.auths == 1)
+        .await;
+    first.stop();
+
+    // Same URL, another chain (a reset network): the node says hello, sees the
+    // other chain and never authenticates or registers there.
+    let mut state = PeerState::new();
+    state.chain_id = Hash32::sha256(b"another chain");
+    let second = Peer::start(state, port);
+    second
+        .wait_for("hello to the new gateway", Duration::from_secs(30), |s| {
+            !s.hellos.is_empty()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    second.with(|s| {
+        assert_eq!(s.auths, 0, "joined another chain");
+        assert_eq!(s.registrations, 0);
+    });
+    let recorded = std::fs::read_to_string(dir.path().join("data/chain_id")).unwrap();
+    assert_eq!(recorded, Hash32::sha256(b"peer chain").to_hex());
+    let summary = running.shutdown().await;
+    assert_eq!(summary.sessions, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_unit_is_neither_reported_nor_handed_back() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();

@@ -345,6 +345,28 @@ impl Core {
         self.ledger.validator()
     }
 
+    /// Adds an account-originated entry to the open ledger block; the ledger
+    /// checks it (signature, chain, nonce, balance) and changes nothing on error.
+    /// Not durable until [`Core::seal_durably`].
+    pub fn submit_entry(&mut self, entry: Entry) -> Result<(), LedgerError> {
+        self.ledger.submit(entry)
+    }
+
+    /// Seals the open block now (fsync) and returns it, unlike [`Core::seal`]
+    /// reporting a failure to the caller (whose entry then stays queued).
+    pub fn seal_durably(
+        &mut self,
+        now: u64,
+    ) -> Result<Option<lode_ledger::SealedBlock>, LedgerError> {
+        let sealed = self.ledger.seal_block(now)?;
+        if let Some(b) = &sealed {
+            self.outbox_sealed();
+            self.metrics.blocks_sealed.inc();
+            self.metrics.ledger_height.set(b.height);
+        }
+        Ok(sealed)
+    }
+
     fn sched_spec(
         &self,
         requester: &Did,

@@ -137,6 +137,7 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .merge(crate::dashboard::routes())
+        .merge(crate::wallet_api::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(app.clone(), guard_ip))

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod modules;
 pub mod openapi;
 pub mod ratelimit;
+pub mod wallet_api;
 
 use lode_ledger::{Genesis, Ledger, LedgerConfig};
 use lode_proto::{KeyFile, Keypair};

@@ -348,8 +348,8 @@ impl Core {
     /// Adds an account-originated entry to the open ledger block; the ledger
     /// checks it (signature, chain, nonce, balance) and changes nothing on error.
     /// Not durable until [`Core::seal_durably`].
-    pub fn submit_entry(&mut self, entry: Entry) -> Result<(), LedgerError> {
-        self.ledger.submit(entry)
+    pub fn submit_entry(&mut self, entry: Entry) -> Result<(), Box<LedgerError>> {
+        self.ledger.submit(entry).map_err(Box::new)
     }
 
     /// Seals the open block now (fsync) and returns it, unlike [`Core::seal`]
@@ -357,8 +357,8 @@ impl Core {
     pub fn seal_durably(
         &mut self,
         now: u64,
-    ) -> Result<Option<lode_ledger::SealedBlock>, LedgerError> {
-        let sealed = self.ledger.seal_block(now)?;
+    ) -> Result<Option<lode_ledger::SealedBlock>, Box<LedgerError>> {
+        let sealed = self.ledger.seal_block(now).map_err(Box::new)?;
         if let Some(b) = &sealed {
             self.outbox_sealed();
             self.metrics.blocks_sealed.inc();

@@ -239,7 +239,7 @@ async fn submit_entry(
     // Signature, chain, nonce and balance: the ledger checks them all before
     // changing anything.
     core.submit_entry(entry)
-        .map_err(|e| entry_error(e, &info))?;
+        .map_err(|e| entry_error(*e, &info))?;
     let sealed = core.seal_durably(now).map_err(|e| {
         ApiError::internal(format!(
             "the entry was accepted but its block could not be written ({e}); it stays queued: \

@@ -378,6 +378,50 @@ fn a_contributor_withdraws_over_the_network_and_claims_in_the_evm() {
         }) => {}
         other => panic!("second claim: {other:?}"),
     }
+    // ---- A third withdrawal, in text mode: the next root pays only it.
+    let third = 777u128;
+    let text = ok(
+        home,
+        &[
+            "wallet",
+            "withdraw",
+            "--amount",
+            "777",
+            "--key",
+            key,
+            "--gateway",
+            url,
+        ],
+    );
+    assert!(
+        text.contains("included in block") && text.contains("claimable from epoch"),
+        "{text}"
+    );
+    let p3: ClaimProof = serde_json::from_str(&ok(
+        home,
+        &[
+            "wallet",
+            "proof",
+            &payout.to_string(),
+            "--gateway",
+            url,
+            "--json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(p3.amount, (first + second + third).to_string());
+    assert!(p3.epoch > proof.epoch);
+    let args3 = ClaimArgs::try_from(&p3).unwrap();
+    k.publish(&mut evm, &args3).unwrap();
+    assert_eq!(
+        k.claim_with(&mut evm, &args3).unwrap().paid,
+        alloy_primitives::U256::from(third)
+    );
+    assert_eq!(
+        k.balance_of(&mut evm, account).unwrap(),
+        alloy_primitives::U256::from(first + second + third)
+    );
+
     // The gateway's ledger verifies from genesis with all of it.
     let mut net = net;
     net.stop_gateway();

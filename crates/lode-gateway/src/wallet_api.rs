@@ -26,11 +26,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lode_ledger::entry::decode_payload;
-use lode_ledger::{Entry, EntryError, EventKind, LedgerError, Transfer, Withdraw};
-use lode_proto::{Did, EvmAddress};
+use lode_ledger::{
+    ClaimProof, Entry, EntryError, EventKind, LedgerError, StandardMerkleTree, Transfer, Withdraw,
+};
+use lode_proto::{Did, EvmAddress, Hash32};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 /// Largest accepted signed entry (a withdrawal is about 400 bytes of JSON; a
 /// transfer with the longest memo about 1.5 KiB).
@@ -39,6 +42,8 @@ pub const MAX_ENTRY_BYTES: usize = 8 * 1024;
 pub const MAX_HISTORY: usize = 1_000;
 /// Account events scanned to find the block of an entry.
 const STATUS_SCAN: usize = 10_000;
+/// Blocks read to find the block of an entry (newest first).
+const STATUS_BLOCK_READS: usize = 256;
 /// Most node ids listed for one payout address.
 const MAX_NODES_LISTED: usize = 100;
 
@@ -91,6 +96,51 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("ledger: {e}"))
+}
+
+/// The claims tree of one closed epoch, kept built: trees of closed epochs
+/// never change, and rebuilding one (every leaf hashed) for each proof,
+/// address summary or followed withdrawal would cost O(addresses) each time.
+type CachedTree = (Hash32, u64, Arc<StandardMerkleTree>);
+static CLAIMS_TREE: Mutex<Option<CachedTree>> = Mutex::new(None);
+
+fn claims_tree(core: &Core, epoch: u64) -> Result<Arc<StandardMerkleTree>, LedgerError> {
+    let chain = core.ledger().chain_id();
+    let mut cache = CLAIMS_TREE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((c, e, t)) = cache.as_ref()
+        && *c == chain
+        && *e == epoch
+    {
+        return Ok(t.clone());
+    }
+    let tree = Arc::new(core.ledger().claims_tree(epoch)?);
+    *cache = Some((chain, epoch, tree.clone()));
+    Ok(tree)
+}
+
+/// The claim proof of `address` in the root of `epoch` (default: the last
+/// closed epoch), as `Ledger::claim_proof` makes it, from the cached tree.
+fn proof_for(
+    core: &Core,
+    address: &EvmAddress,
+    epoch: Option<u64>,
+) -> Result<ClaimProof, LedgerError> {
+    let epoch = match epoch {
+        Some(e) => e,
+        None => core
+            .ledger()
+            .state()
+            .epoch()
+            .checked_sub(1)
+            .ok_or(LedgerError::EpochNotClosed(0))?,
+    };
+    let tree = claims_tree(core, epoch)?;
+    ClaimProof::from_tree(core.ledger().chain_id(), epoch, &tree, address).ok_or(
+        LedgerError::NoClaimFor {
+            address: *address,
+            epoch,
+        },
+    )
 }
 
 /// What a submitted account entry is.
@@ -296,8 +346,7 @@ fn status_of(core: &Core, info: &EntryInfo, height: Option<u64>) -> Result<Value
         v["epoch_ends_at_ms"] = Value::Null;
         v["claimable_from_epoch"] = json!(e);
         // The newest root pays the most: the proof is of the last closed epoch.
-        let last = st.epoch().saturating_sub(1);
-        let proof = ledger.claim_proof(&to, Some(last)).map_err(internal)?;
+        let proof = proof_for(core, &to, None).map_err(internal)?;
         v["proof"] = serde_json::to_value(proof).map_err(internal)?;
     }
     Ok(v)
@@ -315,6 +364,15 @@ fn locate(core: &Core, did: &Did, nonce: u64) -> Result<Option<(u64, EntryInfo)>
         ) || !seen.insert((ev.height, ev.index))
         {
             continue;
+        }
+        if seen.len() > STATUS_BLOCK_READS {
+            return Err(ApiError::not_found(
+                "entry_too_old",
+                format!(
+                    "nonce {nonce} of {did} is older than the newest {STATUS_BLOCK_READS} withdrawals and \
+                     transfers of the account; find its block in the account's history (GET /v1/accounts/{did}/history)"
+                ),
+            ));
         }
         let Some(block) = ledger.block(ev.height).map_err(internal)? else {
             continue;
@@ -445,10 +503,7 @@ async fn claim_proof(
     let address = parse_address(&address)?;
     let epoch = query(q)?.epoch;
     let core = app.lock();
-    let p = core
-        .ledger()
-        .claim_proof(&address, epoch)
-        .map_err(|e| claim_error(e, &core))?;
+    let p = proof_for(&core, &address, epoch).map_err(|e| claim_error(e, &core))?;
     Ok(json_response(
         StatusCode::OK,
         &serde_json::to_value(p).map_err(internal)?,
@@ -466,7 +521,7 @@ async fn address_summary(
     let withdrawn = st.claimed_total(&address);
     let last = st.epoch().checked_sub(1);
     let proof = match last {
-        Some(e) => match ledger.claim_proof(&address, Some(e)) {
+        Some(e) => match proof_for(&core, &address, Some(e)) {
             Ok(p) => Some(p),
             Err(LedgerError::NoClaims(_) | LedgerError::NoClaimFor { .. }) => None,
             Err(e) => return Err(internal(e)),

@@ -104,7 +104,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 type CachedTree = (Hash32, u64, Arc<StandardMerkleTree>);
 static CLAIMS_TREE: Mutex<Option<CachedTree>> = Mutex::new(None);
 
-fn claims_tree(core: &Core, epoch: u64) -> Result<Arc<StandardMerkleTree>, LedgerError> {
+fn claims_tree(core: &Core, epoch: u64) -> Result<Arc<StandardMerkleTree>, ApiError> {
     let chain = core.ledger().chain_id();
     let mut cache = CLAIMS_TREE.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((c, e, t)) = cache.as_ref()
@@ -113,7 +113,11 @@ fn claims_tree(core: &Core, epoch: u64) -> Result<Arc<StandardMerkleTree>, Ledge
     {
         return Ok(t.clone());
     }
-    let tree = Arc::new(core.ledger().claims_tree(epoch)?);
+    let tree = Arc::new(
+        core.ledger()
+            .claims_tree(epoch)
+            .map_err(|e| claim_error(e, core))?,
+    );
     *cache = Some((chain, epoch, tree.clone()));
     Ok(tree)
 }
@@ -124,23 +128,24 @@ fn proof_for(
     core: &Core,
     address: &EvmAddress,
     epoch: Option<u64>,
-) -> Result<ClaimProof, LedgerError> {
+) -> Result<ClaimProof, ApiError> {
     let epoch = match epoch {
         Some(e) => e,
-        None => core
-            .ledger()
-            .state()
-            .epoch()
-            .checked_sub(1)
-            .ok_or(LedgerError::EpochNotClosed(0))?,
+        None => match core.ledger().state().epoch().checked_sub(1) {
+            Some(e) => e,
+            None => return Err(claim_error(LedgerError::EpochNotClosed(0), core)),
+        },
     };
     let tree = claims_tree(core, epoch)?;
-    ClaimProof::from_tree(core.ledger().chain_id(), epoch, &tree, address).ok_or(
-        LedgerError::NoClaimFor {
-            address: *address,
-            epoch,
-        },
-    )
+    ClaimProof::from_tree(core.ledger().chain_id(), epoch, &tree, address).ok_or_else(|| {
+        claim_error(
+            LedgerError::NoClaimFor {
+                address: *address,
+                epoch,
+            },
+            core,
+        )
+    })
 }
 
 /// What a submitted account entry is.
@@ -346,7 +351,7 @@ fn status_of(core: &Core, info: &EntryInfo, height: Option<u64>) -> Result<Value
         v["epoch_ends_at_ms"] = Value::Null;
         v["claimable_from_epoch"] = json!(e);
         // The newest root pays the most: the proof is of the last closed epoch.
-        let proof = proof_for(core, &to, None).map_err(internal)?;
+        let proof = proof_for(core, &to, None)?;
         v["proof"] = serde_json::to_value(proof).map_err(internal)?;
     }
     Ok(v)
@@ -503,7 +508,7 @@ async fn claim_proof(
     let address = parse_address(&address)?;
     let epoch = query(q)?.epoch;
     let core = app.lock();
-    let p = proof_for(&core, &address, epoch).map_err(|e| claim_error(e, &core))?;
+    let p = proof_for(&core, &address, epoch)?;
     Ok(json_response(
         StatusCode::OK,
         &serde_json::to_value(p).map_err(internal)?,
@@ -523,8 +528,8 @@ async fn address_summary(
     let proof = match last {
         Some(e) => match proof_for(&core, &address, Some(e)) {
             Ok(p) => Some(p),
-            Err(LedgerError::NoClaims(_) | LedgerError::NoClaimFor { .. }) => None,
-            Err(e) => return Err(internal(e)),
+            Err(e) if e.code == "no_claims" || e.code == "no_claim" => None,
+            Err(e) => return Err(e),
         },
         None => None,
     };

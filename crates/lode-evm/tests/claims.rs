@@ -218,7 +218,8 @@ fn ledger_proofs_claim_exact_amounts_once() {
     // Before any root: nothing can be claimed.
     let p1 = c.proof(evm_addr(1), 1);
     assert_eq!(revert_of(k.claim_with(&mut evm, &p1)), Revert::NoRoot);
-    k.publish(&mut evm, &p1).unwrap();
+    let gas = k.publish(&mut evm, &p1).unwrap();
+    eprintln!("publishRoot: {gas} gas");
     assert_eq!(k.current_root(&mut evm).unwrap(), (1, p1.root));
 
     let expected = [

@@ -62,6 +62,8 @@ pub use wallet::{AccountView, AddressView, EntryStatus, HistoryView};
 #[derive(Deserialize)]
 struct ResultsBody {
     units: Vec<UnitResult>,
+    #[serde(default)]
+    next: Option<u32>,
 }
 
 /// An online node, as the gateway's `GET /v1/nodes` lists it. Fields the gateway
@@ -83,6 +85,9 @@ pub struct NodeView {
     /// Lowest price the node accepts, base units per fuel (decimal string or number).
     #[serde(default, deserialize_with = "opt_u128")]
     pub min_price_per_fuel: Option<u128>,
+    /// Fuel per second of one slot, as the gateway schedules it.
+    #[serde(default)]
+    pub speed_fuel_per_s: Option<u64>,
 }
 
 fn opt_u128<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u128>, D::Error> {
@@ -120,13 +125,27 @@ pub enum Unrunnable {
          run it: units wait until more connect (or lower verification.quorum)"
     )]
     Quorum { quorum: u8, able: usize },
+    #[error(
+        "no online node can burn {fuel} fuel within the {timeout_ms} ms timeout: the fastest \
+         does {fastest} fuel/s, so it would need {need_ms} ms. Raise limits.timeout_ms or \
+         lower limits.fuel"
+    )]
+    Speed {
+        fuel: u64,
+        timeout_ms: u64,
+        fastest: u64,
+        need_ms: u64,
+    },
 }
 
 impl Unrunnable {
     /// Whether the job can make no progress at all with these nodes (as opposed
     /// to waiting for verification by more nodes).
     pub fn is_fatal(&self) -> bool {
-        matches!(self, Unrunnable::Memory { .. } | Unrunnable::Price { .. })
+        matches!(
+            self,
+            Unrunnable::Memory { .. } | Unrunnable::Price { .. } | Unrunnable::Speed { .. }
+        )
     }
 }
 
@@ -164,6 +183,25 @@ pub fn check_runnable(
             .min()
             .unwrap_or(0);
         return Err(Unrunnable::Price { price, cheapest });
+    }
+    // A unit that runs out of time before its fuel is a failed unit on every node.
+    let fastest = nodes
+        .iter()
+        .filter(fits_memory)
+        .filter(fits_price)
+        .map(|n| n.speed_fuel_per_s)
+        .collect::<Option<Vec<u64>>>()
+        .and_then(|v| v.into_iter().max());
+    if let Some(fastest) = fastest.filter(|f| *f > 0) {
+        let need_ms = u128::from(limits.fuel) * 1000 / u128::from(fastest);
+        if need_ms > u128::from(limits.timeout_ms) {
+            return Err(Unrunnable::Speed {
+                fuel: limits.fuel,
+                timeout_ms: limits.timeout_ms,
+                fastest,
+                need_ms: u64::try_from(need_ms).unwrap_or(u64::MAX),
+            });
+        }
     }
     // A trusted node's result may stand alone under adaptive trust.
     let trusted = verification.adaptive_trust
@@ -279,6 +317,9 @@ impl Client {
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(120))
             .connect_timeout(Duration::from_secs(5))
+            // Below the gateway's idle deadline, so a pooled connection is not
+            // reused just as the gateway closes it.
+            .pool_idle_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| ClientError::BadResponse(e.to_string()))?;
         Ok(Self {
@@ -397,6 +438,7 @@ impl Client {
             verification: spec.verification(),
             max_price_per_fuel: spec.price.max_per_fuel,
             region: spec.region.clone(),
+            eligibility: spec.eligibility(),
         };
         let amount = submit
             .required_escrow()
@@ -459,18 +501,59 @@ impl Client {
         self.get_json(&format!("/v1/jobs/{id}"))
     }
 
+    /// Every job, newest first (following the list's cursor page by page).
     pub fn jobs(&self) -> Result<Vec<JobView>, ClientError> {
         #[derive(Deserialize)]
         struct L {
             jobs: Vec<JobView>,
+            #[serde(default)]
+            next: Option<u64>,
         }
-        Ok(self.get_json::<L>("/v1/jobs")?.jobs)
+        let mut out = vec![];
+        let mut path = "/v1/jobs?limit=1000".to_string();
+        loop {
+            let page = self.get_json::<L>(&path)?;
+            out.extend(page.jobs);
+            match page.next {
+                Some(n) => path = format!("/v1/jobs?limit=1000&before={n}"),
+                None => return Ok(out),
+            }
+        }
     }
 
-    pub fn results(&self, id: &str) -> Result<Vec<UnitResult>, ClientError> {
-        Ok(self
-            .get_json::<ResultsBody>(&format!("/v1/jobs/{id}/results"))?
-            .units)
+    /// A job's results, all pages (only its requester may read them: each page
+    /// request carries a fresh signed read).
+    pub fn results(&self, key: &Keypair, id: &str) -> Result<Vec<UnitResult>, ClientError> {
+        let mut out = vec![];
+        let mut from = 0u32;
+        loop {
+            let page = self.results_page(key, id, from, 10_000)?;
+            out.extend(page.units);
+            match page.next {
+                Some(n) if n > from => from = n,
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    fn results_page(
+        &self,
+        key: &Keypair,
+        id: &str,
+        from: u32,
+        limit: u32,
+    ) -> Result<ResultsBody, ClientError> {
+        let job: Hash32 = id
+            .parse()
+            .map_err(|_| ClientError::Spec(format!("{id:?} is not a job id")))?;
+        let env = Self::seal(key, &lode_proto::wire::ReadJob { job })?;
+        let header = serde_json::to_string(&env).map_err(|e| ClientError::Sign(e.to_string()))?;
+        self.handle(
+            self.http
+                .get(self.url(&format!("/v1/jobs/{id}/results?from={from}&limit={limit}")))
+                .header(lode_proto::wire::READ_HEADER, header)
+                .send(),
+        )
     }
 
     pub fn cancel(&self, key: &Keypair, id: &str) -> Result<JobView, ClientError> {
@@ -566,6 +649,7 @@ mod tests {
             trusted: Some(false),
             memory_bytes: memory_mb.map(|m| m << 20),
             min_price_per_fuel: price,
+            speed_fuel_per_s: None,
         }
     }
 
@@ -605,6 +689,24 @@ mod tests {
             Err(Unrunnable::Quorum { quorum: 2, able: 1 })
         );
         assert_eq!(check(&[node(Some(512), None), node(None, None)]), Ok(()));
+        // 10^9 fuel (the default limit) in a 30 s timeout needs > 3.3·10^7 fuel/s.
+        let slow = |speed| NodeView {
+            speed_fuel_per_s: Some(speed),
+            ..node(Some(1024), None)
+        };
+        let e = check(&[slow(10_000_000), slow(20_000_000)]).unwrap_err();
+        assert_eq!(
+            e,
+            Unrunnable::Speed {
+                fuel: 1_000_000_000,
+                timeout_ms: 30_000,
+                fastest: 20_000_000,
+                need_ms: 50_000
+            }
+        );
+        assert!(e.is_fatal());
+        assert!(e.to_string().contains("Raise limits.timeout_ms"), "{e}");
+        assert_eq!(check(&[slow(10_000_000), slow(40_000_000)]), Ok(()));
     }
 
     #[test]

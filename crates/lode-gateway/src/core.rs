@@ -8,8 +8,8 @@
 use crate::anticheat::{self, FlagEvidence};
 use crate::api_error::ApiError;
 use crate::db::{
-    Batch, Db, JobRecord, JobStatus, NodeRecord, OutboxRecord, ReportRecord, UnitOutcomeRecord,
-    sched_limits,
+    Batch, Db, JobRecord, JobStatus, JobSummary, ModuleRecord, NodeRecord, OutboxRecord,
+    ReportRecord, UnitOutcomeRecord, sched_limits,
 };
 use crate::metrics::Metrics;
 use crate::modules::ModuleStore;
@@ -53,6 +53,10 @@ pub struct CoreConfig {
     /// Geographic spread of reward weight, permille of a region's fair share of
     /// nodes kept at full weight (0 = off; see `anticheat::region_factor_bps`).
     pub region_spread_permille: u32,
+    /// Module bytes one identity may keep stored (uploads need a funded account).
+    pub module_quota_bytes: u64,
+    /// How long an uploaded module is kept while no open job uses it.
+    pub module_grace_ms: u64,
 }
 
 impl Default for CoreConfig {
@@ -66,6 +70,8 @@ impl Default for CoreConfig {
             max_node_queue: 256,
             sybil_policy: anticheat::SybilPolicy::default(),
             region_spread_permille: anticheat::DEFAULT_REGION_SPREAD_PERMILLE,
+            module_quota_bytes: 256 << 20,
+            module_grace_ms: 3_600_000,
         }
     }
 }
@@ -130,6 +136,8 @@ pub struct Core {
     outbox_seq: u64,
     /// Outbox rows not yet known to be sealed: (seq, ledger height at submission).
     outbox_unsealed: Vec<(u64, u64)>,
+    /// Jobs set aside at start-up: (seq, why).
+    quarantined: Vec<(u64, String)>,
 }
 
 /// Flags with evidence kept per node for the API.
@@ -238,95 +246,26 @@ impl Core {
             trusted: HashMap::new(),
             outbox_seq: 0,
             outbox_unsealed: Vec::new(),
+            quarantined: Vec::new(),
         };
         core.sybil.policy = core.cfg.sybil_policy;
         core.sybil.region_spread_permille = core.cfg.region_spread_permille;
         core.recover(now)?;
+        core.adopt_unrecorded_modules(now)?;
         Ok(core)
     }
 
     fn recover(&mut self, now: u64) -> Result<(), crate::GatewayError> {
         let mut batch = Batch::default();
-        for (seq, record) in self.db.jobs()? {
-            let submit = Arc::new(record.submit_job()?);
-            let wire = submit.job;
-            // The escrow must be on the ledger before the job runs (it was committed
-            // in the gateway store first, so a crash may have lost it).
-            if self.ledger.state().job(&wire).is_none()
-                && let Err(e) = self.ledger.submit(Entry::JobEscrow(submit.escrow.clone()))
-            {
-                tracing::warn!(job = %wire, error = %e, "escrow could not be restored; dropping job");
-                continue;
+        let open = self.db.open_jobs()?;
+        self.metrics.recovery_jobs_loaded.set(open.len() as u64);
+        let mut outcomes_loaded = 0u64;
+        for seq in open {
+            if let Err(why) = self.recover_job(seq, now, &mut batch, &mut outcomes_loaded) {
+                self.quarantine(seq, &why, now, &mut batch);
             }
-            let outcomes = self.db.outcomes(seq)?;
-            let mut js = JobState {
-                wire,
-                record,
-                submit: submit.clone(),
-                completed: 0,
-                failed: 0,
-                fuel_verified: 0,
-                pending: HashMap::new(),
-            };
-            let mut done = Vec::with_capacity(outcomes.len());
-            for (unit, o) in &outcomes {
-                done.push(*unit);
-                match o {
-                    UnitOutcomeRecord::Verified {
-                        credited,
-                        fuel_used,
-                        output_hash,
-                        ..
-                    } => {
-                        js.completed += 1;
-                        js.fuel_verified += u128::from(*fuel_used) * credited.len() as u128;
-                        // Receipts that did not reach a sealed block before a crash.
-                        for node in credited {
-                            if !self
-                                .ledger
-                                .state()
-                                .is_credited(&wire, u64::from(*unit), node)
-                            {
-                                let r =
-                                    receipt(wire, *unit, *node, *fuel_used, *output_hash, credited);
-                                if let Err(e) = self.ledger.submit(Entry::WorkReceipt(r)) {
-                                    tracing::warn!(job = %wire, unit, error = %e, "receipt not restored");
-                                }
-                            }
-                        }
-                    }
-                    UnitOutcomeRecord::Failed { .. } => js.failed += 1,
-                }
-            }
-            if js.record.status == JobStatus::Running {
-                let spec = self.sched_spec(&js.record.requester, &submit)?;
-                self.sched
-                    .add_job_resuming(lode_sched::JobId(seq), spec, &done, now)
-                    .map_err(|e| crate::GatewayError::Recovery(format!("job {wire}: {e}")))?;
-                // Results received for undecided units cannot be re-counted without
-                // their leases: drop them, the units run again.
-                let stale: Vec<_> = self.db.reports(seq)?;
-                let mut by_unit: HashMap<u32, Vec<Did>> = HashMap::new();
-                for (unit, node, _) in stale {
-                    by_unit.entry(unit).or_default().push(node);
-                }
-                for (unit, nodes) in by_unit {
-                    batch.clear_reports.push((seq, unit, nodes));
-                }
-                if done.len() as u32 == submit.units.len() as u32 {
-                    // Every unit decided but the job was not closed: finish it now.
-                    self.finish_job_entries(seq, &mut js, false, now, &mut batch);
-                }
-            } else if !js.record.settled
-                || self.ledger.state().job(&wire).is_some_and(|j| !j.closed)
-            {
-                // Not settled, or settled in a block a crash lost.
-                let cancelled = js.record.status == JobStatus::Cancelled;
-                self.finish_job_entries(seq, &mut js, cancelled, now, &mut batch);
-            }
-            self.by_wire.insert(wire, seq);
-            self.jobs.insert(seq, js);
         }
+        self.metrics.recovery_outcomes_loaded.set(outcomes_loaded);
         self.db.commit(&batch)?;
         // After the escrows and receipts the penalties may refer to.
         self.recover_outbox()?;
@@ -334,7 +273,347 @@ impl Core {
             .seal_block(now)
             .map_err(|e| crate::GatewayError::Recovery(e.to_string()))?;
         self.outbox_sealed();
+        self.close_settled();
         Ok(())
+    }
+
+    /// Resumes one open job from its record; `Err` says why it cannot be.
+    fn recover_job(
+        &mut self,
+        seq: u64,
+        now: u64,
+        batch: &mut Batch,
+        outcomes_loaded: &mut u64,
+    ) -> Result<(), String> {
+        let record = self
+            .db
+            .job(seq)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "its record is missing".to_string())?;
+        let submit = Arc::new(record.submit_job().map_err(|e| e.to_string())?);
+        let wire = submit.job;
+        // The escrow must be on the ledger before the job runs (it was committed
+        // in the gateway store first, so a crash may have lost it).
+        if self.ledger.state().job(&wire).is_none() {
+            self.ledger
+                .submit(Entry::JobEscrow(submit.escrow.clone()))
+                .map_err(|e| format!("its escrow could not be restored: {e}"))?;
+        }
+        // Check before anything else changes for it: a job the scheduler refuses
+        // is quarantined (its escrow refunded), not retried at every start.
+        let spec = self
+            .sched_spec(&record.requester, &submit)
+            .map_err(|e| e.to_string())?;
+        let outcomes = self.db.outcomes(seq).map_err(|e| e.to_string())?;
+        *outcomes_loaded += outcomes.len() as u64;
+        let done: Vec<u32> = outcomes.iter().map(|(u, _)| *u).collect();
+        if record.status == JobStatus::Running {
+            self.sched
+                .validate_job(lode_sched::JobId(seq), &spec, &done)
+                .map_err(|e| e.to_string())?;
+        }
+        let mut js = JobState {
+            wire,
+            record,
+            submit: submit.clone(),
+            completed: 0,
+            failed: 0,
+            fuel_verified: 0,
+            pending: HashMap::new(),
+        };
+        for (unit, o) in &outcomes {
+            match o {
+                UnitOutcomeRecord::Verified {
+                    credited,
+                    fuel_used,
+                    output_hash,
+                    ..
+                } => {
+                    js.completed += 1;
+                    js.fuel_verified += u128::from(*fuel_used) * credited.len() as u128;
+                    // Receipts that did not reach a sealed block before a crash.
+                    for node in credited {
+                        if !self
+                            .ledger
+                            .state()
+                            .is_credited(&wire, u64::from(*unit), node)
+                        {
+                            let r = receipt(wire, *unit, *node, *fuel_used, *output_hash, credited);
+                            if let Err(e) = self.ledger.submit(Entry::WorkReceipt(r)) {
+                                tracing::warn!(job = %wire, unit, error = %e, "receipt not restored");
+                            }
+                        }
+                    }
+                }
+                UnitOutcomeRecord::Failed { .. } => js.failed += 1,
+            }
+        }
+        if js.record.status == JobStatus::Running {
+            self.sched
+                .add_job_resuming(lode_sched::JobId(seq), spec, &done, now)
+                .map_err(|e| e.to_string())?;
+            self.restrict(seq, &submit);
+            // Results received for undecided units cannot be re-counted without
+            // their leases: drop them, the units run again.
+            let stale: Vec<_> = self.db.reports(seq).map_err(|e| e.to_string())?;
+            let mut by_unit: HashMap<u32, Vec<Did>> = HashMap::new();
+            for (unit, node, _) in stale {
+                by_unit.entry(unit).or_default().push(node);
+            }
+            for (unit, nodes) in by_unit {
+                batch.clear_reports.push((seq, unit, nodes));
+            }
+            if done.len() == submit.units.len() {
+                // Every unit decided but the job was not closed: finish it now.
+                self.finish_job_entries(seq, &mut js, false, now, batch);
+            }
+        } else if !js.record.settled || self.ledger.state().job(&wire).is_some_and(|j| !j.closed) {
+            // Not settled, or settled in a block a crash lost.
+            let cancelled = js.record.status != JobStatus::Finished;
+            self.finish_job_entries(seq, &mut js, cancelled, now, batch);
+        }
+        self.by_wire.insert(wire, seq);
+        self.jobs.insert(seq, js);
+        Ok(())
+    }
+
+    /// Applies a job's eligibility rules (who may run its units) to the scheduler.
+    fn restrict(&mut self, seq: u64, s: &SubmitJob) {
+        let e = &s.eligibility;
+        if e.is_open() {
+            return;
+        }
+        let ops: Vec<OperatorId> = e
+            .operators
+            .iter()
+            .map(|d| OperatorId::of(d.public_key_bytes()))
+            .collect();
+        if let Err(err) = self
+            .sched
+            .restrict_job(lode_sched::JobId(seq), e.min_reputation, &ops)
+        {
+            tracing::error!(seq, error = %err, "could not restrict the job's nodes");
+        }
+    }
+
+    /// Sets aside an open job that cannot be resumed: its escrow is refunded in
+    /// the next block (what verified receipts owe is still paid), its summary
+    /// says why, and start-up goes on.
+    fn quarantine(&mut self, seq: u64, why: &str, now: u64, batch: &mut Batch) {
+        tracing::error!(
+            seq,
+            reason = why,
+            "job record cannot be resumed; quarantined and its escrow refunded"
+        );
+        self.metrics.jobs_quarantined.inc();
+        self.quarantined.push((seq, why.to_string()));
+        let Ok(Some(record)) = self.db.job(seq) else {
+            batch.forget_open.push(seq);
+            return;
+        };
+        let Ok(submit) = record.submit_job() else {
+            batch.forget_open.push(seq);
+            return;
+        };
+        let wire = submit.job;
+        if self.ledger.state().job(&wire).is_some_and(|j| !j.closed) {
+            self.refund_unstored_escrow(&wire);
+        }
+        let (completed, failed) = self
+            .db
+            .outcomes(seq)
+            .map(|o| {
+                let done = o.len() as u32;
+                let failed = o
+                    .iter()
+                    .filter(|(_, r)| matches!(r, UnitOutcomeRecord::Failed { .. }))
+                    .count() as u32;
+                (done - failed, failed)
+            })
+            .unwrap_or((0, 0));
+        let mut rec = record;
+        rec.status = JobStatus::Quarantined;
+        rec.finished_ms.get_or_insert(now);
+        rec.settled = true;
+        batch.jobs.push((seq, rec.clone()));
+        batch.closed.push((
+            seq,
+            JobSummary {
+                wire,
+                name: submit.name.clone(),
+                requester: rec.requester,
+                status: JobStatus::Quarantined,
+                units: submit.units.len() as u32,
+                completed,
+                failed,
+                quorum: submit.verification.quorum,
+                created_ms: rec.created_ms,
+                finished_ms: rec.finished_ms,
+                fuel_verified: 0,
+                note: Some(why.to_string()),
+            },
+        ));
+    }
+
+    /// Modules stored before uploads were recorded: owned by the gateway, so the
+    /// clean-up treats them like any other after their grace period.
+    fn adopt_unrecorded_modules(&mut self, now: u64) -> Result<(), crate::GatewayError> {
+        let known: std::collections::HashSet<Hash32> =
+            self.db.modules()?.into_iter().map(|(h, _)| h).collect();
+        for (h, size) in self.modules.list()? {
+            if !known.contains(&h) {
+                let rec = ModuleRecord {
+                    uploader: self.ledger.validator(),
+                    size,
+                    uploaded_ms: now,
+                };
+                self.db.set_module(&h, Some(&rec))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Admits a module upload before its body is read: the uploader must hold
+    /// tokens (so keys cannot be minted to fill the disk) and stay within its
+    /// quota. On success the bytes are reserved in its name (`Ok(false)`), or the
+    /// module is already stored (`Ok(true)`: nothing to write).
+    pub fn reserve_module(
+        &mut self,
+        uploader: &Did,
+        h: &Hash32,
+        size: u64,
+        now: u64,
+    ) -> Result<bool, ApiError> {
+        if self.modules.contains(h) {
+            return Ok(true);
+        }
+        let st = self.ledger.state();
+        if st.balance(uploader) == 0 {
+            return Err(ApiError::new(
+                axum::http::StatusCode::PAYMENT_REQUIRED,
+                "unfunded",
+                format!("{uploader} holds no tokens; only funded accounts may upload modules"),
+            ));
+        }
+        let used: u64 = self
+            .db
+            .modules()
+            .map_err(db_err)?
+            .iter()
+            .filter(|(_, r)| r.uploader == *uploader)
+            .map(|(_, r)| r.size)
+            .sum();
+        let quota = self.cfg.module_quota_bytes;
+        if used.saturating_add(size) > quota {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "module_quota_exceeded",
+                format!(
+                    "{uploader} stores {used} module bytes; this upload of {size} would pass the quota of {quota} (modules no open job uses are removed after {} s)",
+                    self.cfg.module_grace_ms / 1000
+                ),
+            ));
+        }
+        let rec = ModuleRecord {
+            uploader: *uploader,
+            size,
+            uploaded_ms: now,
+        };
+        self.db.set_module(h, Some(&rec)).map_err(db_err)?;
+        Ok(false)
+    }
+
+    /// Gives back a reservation whose upload failed.
+    pub fn release_module(&mut self, h: &Hash32) {
+        if !self.modules.contains(h)
+            && let Err(e) = self.db.set_module(h, None)
+        {
+            tracing::warn!(module = %h, error = %e, "could not release a module reservation");
+        }
+    }
+
+    /// Removes modules that no open job uses and whose grace period is over.
+    pub fn collect_modules(&mut self, now: u64) -> usize {
+        let used: std::collections::HashSet<Hash32> =
+            self.jobs.values().map(|j| j.submit.module).collect();
+        let Ok(records) = self.db.modules() else {
+            return 0;
+        };
+        let mut n = 0;
+        for (h, r) in records {
+            if used.contains(&h) || r.uploaded_ms.saturating_add(self.cfg.module_grace_ms) > now {
+                continue;
+            }
+            match self
+                .modules
+                .remove(&h)
+                .map(|_| self.db.set_module(&h, None))
+            {
+                Ok(Ok(())) => n += 1,
+                Ok(Err(e)) => tracing::warn!(module = %h, error = %e, "module record not removed"),
+                Err(e) => tracing::warn!(module = %h, error = %e, "module not removed"),
+            }
+        }
+        self.metrics.modules_collected.add(n as u64);
+        n
+    }
+
+    /// Jobs set aside at start-up: (seq, why).
+    pub fn quarantined(&self) -> &[(u64, String)] {
+        &self.quarantined
+    }
+
+    /// Moves jobs whose settlement is in a sealed block out of memory: their
+    /// summary is written and start-up will not read them again.
+    fn close_settled(&mut self) {
+        // Called right after a seal: every settlement submitted so far is in a
+        // sealed block, so a closed job on the ledger is closed for good.
+        let st = self.ledger.state();
+        let done: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, js)| {
+                js.record.status != JobStatus::Running
+                    && js.record.settled
+                    && st.job(&js.wire).is_some_and(|j| j.closed)
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        if done.is_empty() {
+            return;
+        }
+        let mut batch = Batch::default();
+        for seq in &done {
+            if let Some(js) = self.jobs.get(seq) {
+                batch.closed.push((*seq, self.summary_of(js)));
+            }
+        }
+        if let Err(e) = self.db.commit(&batch) {
+            tracing::error!(error = %e, "could not record closed jobs; they stay open");
+            return;
+        }
+        for seq in done {
+            if let Some(js) = self.jobs.remove(&seq) {
+                self.by_wire.remove(&js.wire);
+            }
+        }
+    }
+
+    fn summary_of(&self, js: &JobState) -> JobSummary {
+        JobSummary {
+            wire: js.wire,
+            name: js.submit.name.clone(),
+            requester: js.record.requester,
+            status: js.record.status,
+            units: js.submit.units.len() as u32,
+            completed: js.completed,
+            failed: js.failed,
+            quorum: js.submit.verification.quorum,
+            created_ms: js.record.created_ms,
+            finished_ms: js.record.finished_ms,
+            fuel_verified: js.fuel_verified,
+            note: None,
+        }
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -411,9 +690,9 @@ impl Core {
     ) -> Result<JobView, ApiError> {
         let s = &o.message;
         let bad = |code, msg: String| Err(ApiError::bad_request(code, msg));
-        if s.units.is_empty() {
-            return bad("no_units", "the job has no work units".into());
-        }
+        // Every field within the shared bounds (lode_proto::limits), before anything else.
+        lode_proto::limits::check_submit(s, self.speed_ceiling())
+            .map_err(|e| ApiError::bad_request("invalid_field", e.to_string()))?;
         if s.units.len() > self.cfg.max_units_per_job {
             return bad(
                 "too_many_units",
@@ -422,18 +701,6 @@ impl Core {
                     s.units.len(),
                     self.cfg.max_units_per_job
                 ),
-            );
-        }
-        if s.verification.quorum == 0 || s.verification.max_replicas < s.verification.quorum {
-            return bad(
-                "bad_verification",
-                "quorum must be ≥ 1 and max_replicas ≥ quorum".into(),
-            );
-        }
-        if s.limits.fuel == 0 || s.limits.memory_bytes == 0 || s.limits.timeout_ms == 0 {
-            return bad(
-                "bad_limits",
-                "fuel, memory and timeout limits must be positive".into(),
             );
         }
         if !self.modules.contains(&s.module) {
@@ -445,7 +712,7 @@ impl Core {
                 ),
             ));
         }
-        if self.by_wire.contains_key(&s.job) {
+        if self.by_wire.contains_key(&s.job) || self.db.seq_of(&s.job).map_err(db_err)?.is_some() {
             return Err(ApiError::conflict(
                 "duplicate_job",
                 format!("job {} already exists", s.job),
@@ -491,12 +758,19 @@ impl Core {
         }
         let units = u32::try_from(s.units.len())
             .map_err(|_| ApiError::bad_request("too_many_units", "too many units"))?;
+        let seq = self.next_job;
+        let spec = self
+            .sched_spec(&o.signer, s)
+            .map_err(|e| ApiError::bad_request("job_rejected", e.to_string()))?;
+        // The scheduler's own checks, before anything durable is written.
+        self.sched
+            .validate_job(lode_sched::JobId(seq), &spec, &[])
+            .map_err(|e| ApiError::bad_request("job_rejected", e.to_string()))?;
         // Check the escrow against the ledger (balance, chain, unique id) before storing anything.
         self.ledger
             .submit(Entry::JobEscrow(s.escrow.clone()))
             .map_err(ledger_err)?;
 
-        let seq = self.next_job;
         let record = JobRecord {
             submission: envelope,
             requester: o.signer,
@@ -506,17 +780,16 @@ impl Core {
             settled: false,
         };
         let submit = Arc::new(o.message);
-        let spec = self
-            .sched_spec(&record.requester, &submit)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let wire = submit.job;
         // Durable order: the gateway store first, then the ledger block (see recover()).
         let batch = Batch {
             jobs: vec![(seq, record.clone())],
             next_job: Some(seq + 1),
+            open: vec![(seq, wire)],
             ..Default::default()
         };
         if let Err(e) = self.db.commit(&batch) {
-            self.refund_unstored_escrow(&submit.job);
+            self.refund_unstored_escrow(&wire);
             return Err(db_err(e));
         }
         self.next_job = seq + 1;
@@ -524,23 +797,33 @@ impl Core {
             return Err(ApiError::internal(format!("ledger: {e}")));
         }
         self.outbox_sealed();
+        let mut js = JobState {
+            wire,
+            record,
+            submit,
+            completed: 0,
+            failed: 0,
+            fuel_verified: 0,
+            pending: HashMap::new(),
+        };
         if let Err(e) = self.sched.add_job(lode_sched::JobId(seq), spec, now) {
+            // Validated above, so this is a bug; still, roll back: refund the
+            // escrow in the next block and close the job, so nothing stays locked
+            // and the next start does not trip over it.
+            tracing::error!(job = %wire, error = %e, "scheduler refused a validated job; refunding");
+            let mut batch = Batch::default();
+            self.finish_job_entries(seq, &mut js, true, now, &mut batch);
+            if let Err(e) = self.db.commit(&batch) {
+                tracing::error!(job = %wire, error = %e, "could not record the rolled-back job");
+            }
+            self.by_wire.insert(wire, seq);
+            self.jobs.insert(seq, js);
+            self.seal(now);
             return Err(ApiError::bad_request("job_rejected", e.to_string()));
         }
-        let wire = submit.job;
+        self.restrict(seq, &js.submit);
         self.by_wire.insert(wire, seq);
-        self.jobs.insert(
-            seq,
-            JobState {
-                wire,
-                record,
-                submit,
-                completed: 0,
-                failed: 0,
-                fuel_verified: 0,
-                pending: HashMap::new(),
-            },
-        );
+        self.jobs.insert(seq, js);
         self.metrics.jobs_submitted.inc();
         self.metrics.units_submitted.add(u64::from(units));
         self.job_view(&wire)
@@ -605,9 +888,18 @@ impl Core {
     }
 
     pub fn job_view(&self, job: &Hash32) -> Option<JobView> {
-        let seq = *self.by_wire.get(job)?;
+        if let Some(seq) = self.by_wire.get(job) {
+            return self.open_job_view(*seq);
+        }
+        let seq = self.db.seq_of(job).ok()??;
+        let sum = self.db.summary(seq).ok()??;
+        Some(self.summary_view(&sum))
+    }
+
+    fn open_job_view(&self, seq: u64) -> Option<JobView> {
         let js = self.jobs.get(&seq)?;
         let p = self.sched.job_progress(lode_sched::JobId(seq));
+        let job = &js.wire;
         let lj = self.ledger.state().job(job);
         let units = js.submit.units.len() as u32;
         Some(JobView {
@@ -630,69 +922,92 @@ impl Core {
         })
     }
 
-    pub fn jobs_list(&self) -> Vec<JobView> {
-        let mut seqs: Vec<_> = self.jobs.keys().copied().collect();
-        seqs.sort_unstable_by(|a, b| b.cmp(a));
-        seqs.iter()
-            .filter_map(|s| self.job_view(&self.jobs[s].wire))
-            .collect()
+    fn summary_view(&self, s: &JobSummary) -> JobView {
+        let lj = self.ledger.state().job(&s.wire);
+        JobView {
+            job: s.wire.to_hex(),
+            name: s.name.clone(),
+            requester: s.requester.to_string(),
+            status: s.status.as_str().into(),
+            units: s.units,
+            completed: s.completed,
+            failed: s.failed,
+            in_flight: 0,
+            remaining: s.units.saturating_sub(s.completed + s.failed),
+            quorum: s.quorum,
+            created_ms: s.created_ms,
+            finished_ms: s.finished_ms,
+            escrowed: lj.map_or(0, |j| j.escrowed).to_string(),
+            cost_so_far: lj.map_or(0, |j| j.owed + j.paid).to_string(),
+            refunded: lj.map_or(0, |j| j.refunded).to_string(),
+            fuel_verified: s.fuel_verified.to_string(),
+        }
     }
 
-    pub fn job_results(&self, job: &Hash32) -> Result<Vec<UnitResult>, ApiError> {
-        let seq = *self.by_wire.get(job).ok_or_else(|| unknown_job(job))?;
-        let js = &self.jobs[&seq];
-        let outcomes: HashMap<u32, UnitOutcomeRecord> =
-            self.db.outcomes(seq).map_err(db_err)?.into_iter().collect();
-        Ok((0..js.submit.units.len() as u32)
-            .map(|u| match outcomes.get(&u) {
-                Some(UnitOutcomeRecord::Verified {
-                    output_hash,
-                    exit_code,
-                    fuel_used,
-                    error,
-                    output,
-                    credited,
-                    basis,
-                }) => UnitResult {
-                    unit: u,
-                    status: "verified".into(),
-                    exit_code: (*exit_code != ERROR_EXIT_CODE).then_some(*exit_code),
-                    fuel_used: Some(*fuel_used),
-                    output_hash: Some(output_hash.to_hex()),
-                    stdout: error.is_none().then(|| hex::encode(output)),
-                    error: error.clone(),
-                    credited: credited.iter().map(|d| d.to_string()).collect(),
-                    basis: Some(basis.clone()),
-                },
-                Some(UnitOutcomeRecord::Failed { reason }) => UnitResult {
-                    unit: u,
-                    status: "failed".into(),
-                    exit_code: None,
-                    fuel_used: None,
-                    output_hash: None,
-                    stdout: None,
-                    error: Some(reason.clone()),
-                    credited: vec![],
-                    basis: None,
-                },
-                None => UnitResult {
-                    unit: u,
-                    status: if js.record.status == JobStatus::Cancelled {
-                        "cancelled"
-                    } else {
-                        "pending"
-                    }
-                    .into(),
-                    exit_code: None,
-                    fuel_used: None,
-                    output_hash: None,
-                    stdout: None,
-                    error: None,
-                    credited: vec![],
-                    basis: None,
-                },
-            })
-            .collect())
+    /// Jobs newest first: at most `limit` with a sequence number below `before`
+    /// (a cursor: pass the returned `next` to continue), open ones from memory,
+    /// closed ones from their stored summaries.
+    pub fn jobs_page(&self, before: u64, limit: usize) -> (Vec<JobView>, Option<u64>) {
+        let mut open: Vec<u64> = self.jobs.keys().copied().filter(|s| *s < before).collect();
+        open.sort_unstable_by(|a, b| b.cmp(a));
+        open.truncate(limit);
+        let closed = self.db.summaries_before(before, limit).unwrap_or_default();
+        let mut rows: Vec<(u64, JobView)> = open
+            .into_iter()
+            .filter_map(|s| self.open_job_view(s).map(|v| (s, v)))
+            .chain(closed.iter().map(|(s, sum)| (*s, self.summary_view(sum))))
+            .collect();
+        rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = if more || rows.len() == limit {
+            rows.last().map(|(s, _)| *s).filter(|s| *s > 0)
+        } else {
+            None
+        };
+        (rows.into_iter().map(|(_, v)| v).collect(), next)
+    }
+
+    /// Every job ever submitted here (open and closed).
+    pub fn jobs_total(&self) -> u64 {
+        self.jobs.len() as u64 + self.db.closed_count().unwrap_or(0)
+    }
+
+    /// What a results read needs, taken under the lock (the rows are read and
+    /// serialised outside it): (seq, units, cancelled, requester).
+    pub fn results_target(&self, job: &Hash32) -> Option<(u64, u32, bool, Did)> {
+        if let Some(seq) = self.by_wire.get(job) {
+            let js = self.jobs.get(seq)?;
+            return Some((
+                *seq,
+                js.submit.units.len() as u32,
+                js.record.status == JobStatus::Cancelled,
+                js.record.requester,
+            ));
+        }
+        let seq = self.db.seq_of(job).ok()??;
+        let sum = self.db.summary(seq).ok()??;
+        Some((
+            seq,
+            sum.units,
+            sum.status != JobStatus::Finished,
+            sum.requester,
+        ))
+    }
+
+    /// A handle on the gateway store for reads outside the core lock.
+    pub fn db(&self) -> Db {
+        self.db.clone()
+    }
+
+    /// The believable speed ceiling (fuel/s per slot) job limits are checked against.
+    pub fn speed_ceiling(&self) -> u64 {
+        self.sched.config().flags.max_claimed_speed
+    }
+
+    /// The freshness window of signed messages.
+    pub fn check_fresh(&self, ts_ms: u64, now: u64) -> Result<(), ApiError> {
+        self.guard.check_fresh(ts_ms, now).map_err(ApiError::from)
     }
 
     // ---------------------------------------------------------------- nodes
@@ -998,6 +1313,19 @@ impl Core {
         if matches!(outcome, lode_sched::ResultOutcome::Counted) {
             batch.reports.push(((seq, r.unit.unit, node), rec.clone()));
         }
+        if let lode_sched::ResultOutcome::AfterDecision { agrees } = outcome {
+            // A late replica of a decided unit: never credited, never kept. If the
+            // scheduler counted it as invalid (it disagrees with a verified
+            // result), it costs the same penalty as a dissent at decision time.
+            let counted_invalid = out.iter().any(|d| {
+                matches!(d, Decision::Trust(t) if t.node == node
+                    && matches!(t.cause, lode_sched::TrustCause::Invalid { unit: u } if u == unit))
+            });
+            if agrees == Some(false) && counted_invalid {
+                self.penalize_late_dissent(seq, r.unit.unit, node, &rec);
+            }
+            return Ok(());
+        }
         if let Some(js) = self.jobs.get_mut(&seq) {
             js.pending.insert((r.unit.unit, node), rec);
         }
@@ -1153,6 +1481,41 @@ impl Core {
             );
             self.submit_penalty(e);
         }
+    }
+
+    /// The `InvalidResult` penalty of a result that arrived after its unit was
+    /// verified and disagrees with it (evidence: the verified result, from the store).
+    fn penalize_late_dissent(&mut self, seq: u64, unit: u32, node: Did, rec: &ReportRecord) {
+        let Some(wire) = self.jobs.get(&seq).map(|j| j.wire) else {
+            return;
+        };
+        let Ok(Some(UnitOutcomeRecord::Verified {
+            output_hash,
+            exit_code,
+            fuel_used,
+            credited,
+            ..
+        })) = self.db.outcome(seq, unit)
+        else {
+            return;
+        };
+        let accepted = ResultDigest {
+            output_hash,
+            exit_code,
+            fuel_used,
+        };
+        self.metrics.results_rejected.inc();
+        let weight = self.fuel_weight();
+        let e = anticheat::invalid_result(
+            node,
+            wire,
+            unit,
+            &rec.digest(),
+            &accepted,
+            credited.len(),
+            weight,
+        );
+        self.submit_penalty(e);
     }
 
     fn fuel_weight(&self) -> u64 {
@@ -1377,6 +1740,7 @@ impl Core {
         match self.ledger.seal_block(now) {
             Ok(Some(b)) => {
                 self.outbox_sealed();
+                self.close_settled();
                 self.metrics.blocks_sealed.inc();
                 self.metrics.ledger_height.set(b.height);
                 // A new epoch: groups are those of the nodes online now (their
@@ -1455,7 +1819,54 @@ fn parse_flag_line(l: &str) -> FlagEvidence {
     }
 }
 
-fn unknown_job(job: &Hash32) -> ApiError {
+/// One unit's entry in a results page.
+pub fn unit_result(unit: u32, outcome: Option<&UnitOutcomeRecord>, cancelled: bool) -> UnitResult {
+    match outcome {
+        Some(UnitOutcomeRecord::Verified {
+            output_hash,
+            exit_code,
+            fuel_used,
+            error,
+            output,
+            credited,
+            basis,
+        }) => UnitResult {
+            unit,
+            status: "verified".into(),
+            exit_code: (*exit_code != ERROR_EXIT_CODE).then_some(*exit_code),
+            fuel_used: Some(*fuel_used),
+            output_hash: Some(output_hash.to_hex()),
+            stdout: error.is_none().then(|| hex::encode(output)),
+            error: error.clone(),
+            credited: credited.iter().map(|d| d.to_string()).collect(),
+            basis: Some(basis.clone()),
+        },
+        Some(UnitOutcomeRecord::Failed { reason }) => UnitResult {
+            unit,
+            status: "failed".into(),
+            exit_code: None,
+            fuel_used: None,
+            output_hash: None,
+            stdout: None,
+            error: Some(reason.clone()),
+            credited: vec![],
+            basis: None,
+        },
+        None => UnitResult {
+            unit,
+            status: if cancelled { "cancelled" } else { "pending" }.into(),
+            exit_code: None,
+            fuel_used: None,
+            output_hash: None,
+            stdout: None,
+            error: None,
+            credited: vec![],
+            basis: None,
+        },
+    }
+}
+
+pub fn unknown_job(job: &Hash32) -> ApiError {
     ApiError::not_found("unknown_job", format!("no job {job} on this gateway"))
 }
 

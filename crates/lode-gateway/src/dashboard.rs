@@ -219,9 +219,8 @@ pub fn snapshot(app: &App) -> Value {
         n["earned"] = json!(earned.to_string());
         n["reputation_max"] = json!(lode_sched::REPUTATION_MAX);
     }
-    let mut jobs = core.jobs_list();
-    let jobs_total = jobs.len();
-    jobs.truncate(RECENT_JOBS);
+    let (jobs, _) = core.jobs_page(u64::MAX, RECENT_JOBS);
+    let jobs_total = core.jobs_total();
     let l = core.ledger();
     json!({
         "now_ms": now,

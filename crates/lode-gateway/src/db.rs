@@ -10,6 +10,15 @@
 //! | `outcomes` | job seq ‖ unit | [`UnitOutcomeRecord`]: the unit's final result |
 //! | `nodes` | node public key | [`NodeRecord`]: trust carried across sessions |
 //! | `outbox` | seq (u64) | [`OutboxRecord`]: a penalty or multiplier change handed to the ledger, until a sealed block holds it |
+//! | `open_jobs` | job seq (u64) | (): jobs recovery must look at (running, or not yet settled in a sealed block) |
+//! | `summaries` | job seq (u64) | [`JobSummary`]: a closed job's view, so it costs nothing at start |
+//! | `by_wire` | job id (32 bytes) | job seq (u64) |
+//! | `modules` | module sha256 | [`ModuleRecord`]: who uploaded it, its size, when |
+//!
+//! Start-up reads only `open_jobs` (and what they name) and the outbox: a job
+//! leaves `open_jobs` once its settlement is in a sealed block, so restart cost
+//! follows open work, not history. A database written before these tables
+//! existed is indexed once, at its first open (`meta.schema`).
 //!
 //! Everything a response acknowledges is committed before the response is sent.
 
@@ -25,6 +34,39 @@ const REPORTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("reports
 const OUTCOMES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("outcomes");
 const NODES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("nodes");
 const OUTBOX: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("outbox");
+const OPEN_JOBS: TableDefinition<'_, u64, ()> = TableDefinition::new("open_jobs");
+const SUMMARIES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("summaries");
+const BY_WIRE: TableDefinition<'_, &[u8], u64> = TableDefinition::new("by_wire");
+const MODULES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("modules");
+
+/// Version of the table layout (see the module doc).
+const SCHEMA: u64 = 2;
+
+/// A closed job as the API shows it, without its inputs or results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub wire: Hash32,
+    pub name: String,
+    pub requester: Did,
+    pub status: JobStatus,
+    pub units: u32,
+    pub completed: u32,
+    pub failed: u32,
+    pub quorum: u8,
+    pub created_ms: u64,
+    pub finished_ms: Option<u64>,
+    pub fuel_verified: u128,
+    /// Why the job was quarantined at start-up, if it was.
+    pub note: Option<String>,
+}
+
+/// Who stored a module, for quotas and clean-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleRecord {
+    pub uploader: Did,
+    pub size: u64,
+    pub uploaded_ms: u64,
+}
 
 /// A ledger entry the gateway produced on its own (a `Penalty` or an
 /// `AdjustNode`), kept until a sealed block holds it: nothing else re-derives
@@ -78,6 +120,8 @@ pub enum JobStatus {
     Finished,
     /// Cancelled by the requester; settled on the ledger.
     Cancelled,
+    /// Its record could not be resumed at start-up: set aside, escrow refunded.
+    Quarantined,
 }
 
 impl JobStatus {
@@ -86,6 +130,7 @@ impl JobStatus {
             JobStatus::Running => "running",
             JobStatus::Finished => "finished",
             JobStatus::Cancelled => "cancelled",
+            JobStatus::Quarantined => "quarantined",
         }
     }
 }
@@ -105,10 +150,18 @@ pub struct JobRecord {
 
 impl JobRecord {
     /// Decodes the submission (it was verified when accepted).
+    /// Records signed before `SubmitJob::eligibility` existed decode as open jobs.
     pub fn submit_job(&self) -> Result<SubmitJob, DbError> {
-        let p: lode_proto::envelope::Payload<SubmitJob> =
-            canonical::decode(&self.submission.payload)?;
-        Ok(p.message)
+        match canonical::decode::<lode_proto::envelope::Payload<SubmitJob>>(
+            &self.submission.payload,
+        ) {
+            Ok(p) => Ok(p.message),
+            Err(e) => canonical::decode::<
+                lode_proto::envelope::Payload<lode_proto::wire::SubmitJobV1>,
+            >(&self.submission.payload)
+            .map(|p| p.message.into())
+            .map_err(|_| e.into()),
+        }
     }
 }
 
@@ -169,6 +222,12 @@ pub struct Batch {
     pub clear_reports: Vec<(u64, u32, Vec<Did>)>,
     pub nodes: Vec<(Did, NodeRecord)>,
     pub next_job: Option<u64>,
+    /// Jobs that recovery must look at from now on (with their id).
+    pub open: Vec<(u64, Hash32)>,
+    /// Jobs closed for good: their summary replaces them at start-up.
+    pub closed: Vec<(u64, JobSummary)>,
+    /// Open-job rows to drop without a summary (records that do not decode).
+    pub forget_open: Vec<u64>,
 }
 
 impl Batch {
@@ -179,6 +238,9 @@ impl Batch {
             && self.clear_reports.is_empty()
             && self.nodes.is_empty()
             && self.next_job.is_none()
+            && self.open.is_empty()
+            && self.closed.is_empty()
+            && self.forget_open.is_empty()
     }
 }
 
@@ -197,10 +259,10 @@ fn unit_key(job: u64, unit: u32) -> [u8; 12] {
     k
 }
 
-/// The gateway database.
-#[derive(Debug)]
+/// The gateway database (a cheap handle: clones share one database).
+#[derive(Debug, Clone)]
 pub struct Db {
-    db: Database,
+    db: std::sync::Arc<Database>,
 }
 
 impl Db {
@@ -213,8 +275,181 @@ impl Db {
         tx.open_table(OUTCOMES)?;
         tx.open_table(NODES)?;
         tx.open_table(OUTBOX)?;
+        tx.open_table(OPEN_JOBS)?;
+        tx.open_table(SUMMARIES)?;
+        tx.open_table(BY_WIRE)?;
+        tx.open_table(MODULES)?;
         tx.commit()?;
-        Ok(Self { db })
+        let db = Self {
+            db: std::sync::Arc::new(db),
+        };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// Indexes a database written before `open_jobs`/`by_wire` existed: every
+    /// job becomes open once (recovery then closes the settled ones).
+    fn migrate(&self) -> Result<(), DbError> {
+        let schema = {
+            let tx = self.db.begin_read()?;
+            let t = tx.open_table(META)?;
+            t.get("schema")?
+                .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
+                .unwrap_or(0)
+        };
+        if schema >= SCHEMA {
+            return Ok(());
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let jobs = tx.open_table(JOBS)?;
+            let mut open = tx.open_table(OPEN_JOBS)?;
+            let mut by_wire = tx.open_table(BY_WIRE)?;
+            for row in jobs.iter()? {
+                let (k, v) = row?;
+                open.insert(k.value(), ())?;
+                // The job id is the first field of the signed payload's message;
+                // decode the record to find it (a corrupt one is left to recovery).
+                if let Ok(rec) = canonical::decode::<JobRecord>(v.value())
+                    && let Ok(sj) = rec.submit_job()
+                {
+                    by_wire.insert(sj.job.as_bytes().as_slice(), k.value())?;
+                }
+            }
+            tx.open_table(META)?
+                .insert("schema", SCHEMA.to_be_bytes().as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Seqs of the jobs recovery must look at, ascending.
+    pub fn open_jobs(&self) -> Result<Vec<u64>, DbError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(OPEN_JOBS)?;
+        let mut out = vec![];
+        for row in t.iter()? {
+            out.push(row?.0.value());
+        }
+        Ok(out)
+    }
+
+    /// One job's record; `Err(Corrupt)` when its bytes do not decode.
+    pub fn job(&self, seq: u64) -> Result<Option<JobRecord>, DbError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(JOBS)?;
+        Ok(match t.get(seq)? {
+            Some(v) => Some(canonical::decode(v.value())?),
+            None => None,
+        })
+    }
+
+    /// The seq of a job id, open or closed.
+    pub fn seq_of(&self, wire: &Hash32) -> Result<Option<u64>, DbError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(BY_WIRE)?;
+        Ok(t.get(wire.as_bytes().as_slice())?.map(|v| v.value()))
+    }
+
+    /// A closed job's summary.
+    pub fn summary(&self, seq: u64) -> Result<Option<JobSummary>, DbError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(SUMMARIES)?;
+        Ok(match t.get(seq)? {
+            Some(v) => Some(canonical::decode(v.value())?),
+            None => None,
+        })
+    }
+
+    /// Closed jobs' summaries with seq below `before`, newest first, at most `limit`.
+    pub fn summaries_before(
+        &self,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, JobSummary)>, DbError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(SUMMARIES)?;
+        let mut out = vec![];
+        for row in t.range(..before)?.rev().take(limit) {
+            let (k, v) = row?;
+            out.push((k.value(), canonical::decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// How many jobs were closed for good.
+    pub fn closed_count(&self) -> Result<u64, DbError> {
+        let tx = self.db.begin_read()?;
+        Ok(redb::ReadableTableMetadata::len(
+            &tx.open_table(SUMMARIES)?,
+        )?)
+    }
+
+    /// Stored modules' records.
+    pub fn modules(&self) -> Result<Vec<(Hash32, ModuleRecord)>, DbError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(MODULES)?;
+        let mut out = vec![];
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let h: [u8; 32] = k
+                .value()
+                .try_into()
+                .map_err(|_| DbError::Corrupt("module key".into()))?;
+            out.push((Hash32(h), canonical::decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Records (or forgets, with `None`) who stored a module.
+    pub fn set_module(&self, h: &Hash32, rec: Option<&ModuleRecord>) -> Result<(), DbError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(MODULES)?;
+            match rec {
+                Some(r) => {
+                    t.insert(h.as_bytes().as_slice(), canonical::encode(r)?.as_slice())?;
+                }
+                None => {
+                    t.remove(h.as_bytes().as_slice())?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// One unit's final result.
+    pub fn outcome(&self, job: u64, unit: u32) -> Result<Option<UnitOutcomeRecord>, DbError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(OUTCOMES)?;
+        Ok(match t.get(unit_key(job, unit).as_slice())? {
+            Some(v) => Some(canonical::decode(v.value())?),
+            None => None,
+        })
+    }
+
+    /// Final results of units `from..to` of one job.
+    pub fn outcomes_range(
+        &self,
+        job: u64,
+        from: u32,
+        to: u32,
+    ) -> Result<Vec<(u32, UnitOutcomeRecord)>, DbError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(OUTCOMES)?;
+        let lo = unit_key(job, from);
+        let hi = unit_key(job, to);
+        let mut out = vec![];
+        if from >= to {
+            return Ok(out);
+        }
+        for row in t.range(lo.as_slice()..hi.as_slice())? {
+            let (k, v) = row?;
+            let unit = u32::from_be_bytes(k.value()[8..12].try_into().unwrap_or_default());
+            out.push((unit, canonical::decode(v.value())?));
+        }
+        Ok(out)
     }
 
     /// Keeps `rec` under `seq` (committed, fsync'd).
@@ -294,6 +529,21 @@ impl Db {
                     did.public_key_bytes().as_slice(),
                     canonical::encode(rec)?.as_slice(),
                 )?;
+            }
+            let mut open = tx.open_table(OPEN_JOBS)?;
+            let mut by_wire = tx.open_table(BY_WIRE)?;
+            for (seq, wire) in &b.open {
+                open.insert(*seq, ())?;
+                by_wire.insert(wire.as_bytes().as_slice(), *seq)?;
+            }
+            let mut summaries = tx.open_table(SUMMARIES)?;
+            for seq in &b.forget_open {
+                open.remove(*seq)?;
+            }
+            for (seq, sum) in &b.closed {
+                summaries.insert(*seq, canonical::encode(sum)?.as_slice())?;
+                open.remove(*seq)?;
+                by_wire.insert(sum.wire.as_bytes().as_slice(), *seq)?;
             }
         }
         tx.commit()?;
@@ -379,5 +629,65 @@ pub fn sched_limits(l: &UnitLimits) -> lode_sched::Limits {
         fuel: l.fuel,
         memory_bytes: l.memory_bytes,
         timeout_ms: Some(l.timeout_ms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lode_proto::wire::{Engine, SubmitJobV1, UnitInput, Verification};
+
+    fn record(payload: Vec<u8>, signer: Did) -> JobRecord {
+        JobRecord {
+            submission: Envelope {
+                kind: "lode/requester/submit-job/v1".into(),
+                payload,
+                signer,
+                signature: lode_proto::Signature([0; 64]),
+            },
+            requester: signer,
+            status: JobStatus::Running,
+            created_ms: 1,
+            finished_ms: None,
+            settled: false,
+        }
+    }
+
+    #[test]
+    fn records_signed_before_eligibility_still_decode_as_open_jobs() {
+        let key = lode_proto::Keypair::generate().expect("key");
+        let v1 = SubmitJobV1 {
+            job: Hash32::sha256(b"j"),
+            escrow: Envelope {
+                kind: String::new(),
+                payload: vec![],
+                signer: key.did(),
+                signature: lode_proto::Signature([0; 64]),
+            },
+            name: "old".into(),
+            engine: Engine::default(),
+            module: Hash32::sha256(b"m"),
+            units: vec![UnitInput {
+                stdin: b"x".to_vec(),
+                args: vec![],
+            }],
+            limits: UnitLimits::default(),
+            verification: Verification::default(),
+            max_price_per_fuel: 3,
+            region: None,
+        };
+        let payload = canonical::encode(&lode_proto::envelope::Payload {
+            nonce: 1,
+            timestamp_ms: 2,
+            message: v1.clone(),
+        })
+        .expect("encode");
+        let s = record(payload, key.did())
+            .submit_job()
+            .expect("legacy decodes");
+        assert_eq!((s.name.as_str(), s.units.len()), ("old", 1));
+        assert!(s.eligibility.is_open());
+        // Bytes that are neither form are a typed error, not a panic.
+        assert!(record(b"junk".to_vec(), key.did()).submit_job().is_err());
     }
 }

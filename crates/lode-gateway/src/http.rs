@@ -5,15 +5,16 @@ use crate::core::Core;
 use crate::ratelimit::{ConnectionCounter, RateLimiter};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lode_proto::envelope::Opened;
 use lode_proto::wire::{
-    self, BINARY_CONTENT_TYPE, CancelJob, NodeAuth, NodeHello, NodePoll, SubmitJob, UploadModule,
+    self, BINARY_CONTENT_TYPE, CancelJob, NodeAuth, NodeHello, NodePoll, ReadJob, SubmitJob,
+    UploadModule,
 };
 use lode_proto::{Did, Envelope, Hash32, Message, canonical};
 use serde::Serialize;
@@ -33,8 +34,21 @@ pub fn now_ms() -> u64 {
 /// Limits of the HTTP edge.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
+    /// Body of a module upload (`PUT /v1/modules/{hash}`).
     pub max_module_bytes: usize,
+    /// Body of a job submission (`POST /v1/jobs`): the units' inputs are inline.
+    pub max_job_bytes: usize,
+    /// Body of a node-channel message (a poll carries finished units' outputs).
+    pub max_node_bytes: usize,
+    /// Body of any other request.
     pub max_body_bytes: usize,
+    /// Request bodies buffered at once, in all: past it a request waits up to
+    /// `body_wait`, then gets `503 busy` (so concurrent large bodies cannot
+    /// exhaust memory).
+    pub body_budget_bytes: usize,
+    pub body_wait: Duration,
+    /// Longest pause between two pieces of a request body.
+    pub body_timeout: Duration,
     pub requests_per_second: u32,
     pub burst: u32,
     pub max_concurrent_per_ip: u32,
@@ -44,13 +58,21 @@ impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             max_module_bytes: 16 << 20,
-            max_body_bytes: 64 << 20,
+            max_job_bytes: 32 << 20,
+            max_node_bytes: 32 << 20,
+            max_body_bytes: 1 << 20,
+            body_budget_bytes: 256 << 20,
+            body_wait: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(15),
             requests_per_second: 2_000,
             burst: 4_000,
             max_concurrent_per_ip: 256,
         }
     }
 }
+
+/// Granularity of the body budget's permits.
+const BUDGET_UNIT: usize = 64 << 10;
 
 #[derive(Clone)]
 pub struct App {
@@ -63,6 +85,7 @@ pub struct App {
     modules: crate::modules::ModuleStore,
     poll_timeout: Duration,
     dashboard: Arc<crate::dashboard::Dashboard>,
+    budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for App {
@@ -85,11 +108,14 @@ impl App {
             conns: Arc::new(Mutex::new(ConnectionCounter::default())),
             core: Arc::new(Mutex::new(core)),
             work: Arc::new(tx),
-            limits,
+            limits: limits.clone(),
             metrics,
             modules,
             poll_timeout,
             dashboard: Arc::default(),
+            budget: Arc::new(tokio::sync::Semaphore::new(
+                (limits.body_budget_bytes / BUDGET_UNIT).max(1),
+            )),
         }
     }
 
@@ -114,34 +140,130 @@ impl App {
 }
 
 pub fn router(app: App) -> Router {
-    let max_module = app.limits.max_module_bytes;
-    let max_body = app.limits.max_body_bytes;
+    let l = &app.limits;
+    let body_timeout = l.body_timeout;
     Router::new()
-        .route(wire::paths::NODE_HELLO, post(node_hello))
-        .route(wire::paths::NODE_AUTH, post(node_auth))
-        .route(wire::paths::NODE_POLL, post(node_poll))
         .route(
-            "/v1/modules/{hash}",
-            get(get_module)
-                .put(put_module)
-                .layer(DefaultBodyLimit::max(max_module)),
+            wire::paths::NODE_HELLO,
+            post(node_hello).layer(DefaultBodyLimit::max(l.max_body_bytes)),
         )
-        .route("/v1/jobs", post(submit_job).get(list_jobs))
+        .route(
+            wire::paths::NODE_AUTH,
+            post(node_auth).layer(DefaultBodyLimit::max(l.max_body_bytes)),
+        )
+        .route(
+            wire::paths::NODE_POLL,
+            post(node_poll).layer(DefaultBodyLimit::max(l.max_node_bytes)),
+        )
+        .route("/v1/modules/{hash}", get(get_module).put(put_module))
+        .route(
+            "/v1/jobs",
+            post(submit_job)
+                .layer(DefaultBodyLimit::max(l.max_job_bytes))
+                .get(list_jobs),
+        )
         .route("/v1/jobs/{id}", get(job_status))
         .route("/v1/jobs/{id}/results", get(job_results))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/accounts/{did}", get(account))
         .route("/v1/ledger", get(ledger_info))
+        .route("/v1/limits", get(limits))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .merge(crate::dashboard::routes())
         .merge(crate::wallet_api::routes())
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(l.max_body_bytes))
+        .layer(middleware::map_request(move |req: Request| async move {
+            req.map(|b| {
+                axum::body::Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, b))
+            })
+        }))
+        .layer(middleware::from_fn_with_state(app.clone(), body_budget))
         .layer(middleware::from_fn_with_state(app.clone(), guard_ip))
         .with_state(app)
+}
+
+/// The most body bytes a route reads.
+fn route_body_limit(l: &HttpLimits, req: &Request) -> usize {
+    let p = req.uri().path();
+    if p.starts_with("/v1/modules/") {
+        l.max_module_bytes
+    } else if p == wire::paths::NODE_POLL {
+        l.max_node_bytes
+    } else if p == "/v1/jobs" {
+        l.max_job_bytes
+    } else {
+        l.max_body_bytes
+    }
+}
+
+/// Request bodies share one memory budget: a request announcing (or, without a
+/// length, allowed) more than 64 KiB holds its share of the budget while it is
+/// handled, waits for it at most `body_wait`, and is refused with `503 busy`
+/// when it cannot get it. Bodies larger than the route allows are refused
+/// before a byte of them is read.
+async fn body_budget(State(app): State<App>, req: Request, next: Next) -> Response {
+    let limit = route_body_limit(&app.limits, &req);
+    let announced = match req.headers().get(header::CONTENT_LENGTH) {
+        Some(v) => match v.to_str().ok().and_then(|s| s.parse::<usize>().ok()) {
+            Some(n) => Some(n),
+            None => {
+                return ApiError::bad_request(
+                    "bad_content_length",
+                    "Content-Length is not a number",
+                )
+                .into_response();
+            }
+        },
+        None => None,
+    };
+    if let Some(n) = announced
+        && n > limit
+    {
+        return ApiError::too_large(format!(
+            "request body is {n} bytes; this route takes at most {limit}"
+        ))
+        .into_response();
+    }
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    let size = match announced {
+        Some(n) => n,
+        None if chunked => limit,
+        None => 0,
+    };
+    if size <= BUDGET_UNIT {
+        return next.run(req).await;
+    }
+    let total = (app.limits.body_budget_bytes / BUDGET_UNIT).max(1);
+    let permits = size.div_ceil(BUDGET_UNIT).min(total) as u32;
+    let got = tokio::time::timeout(
+        app.limits.body_wait,
+        app.budget.clone().acquire_many_owned(permits),
+    )
+    .await;
+    match got {
+        Ok(Ok(permit)) => {
+            let r = next.run(req).await;
+            drop(permit);
+            r
+        }
+        _ => {
+            app.metrics.bodies_refused.inc();
+            let mut r = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many large requests in flight; retry shortly",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            r
+        }
+    }
 }
 
 /// Per-IP request rate and concurrency limits; counts refusals.
@@ -329,7 +451,7 @@ async fn put_module(
     State(app): State<App>,
     Path(hash): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let h = parse_hash(&hash, "bad_module_id")?;
     let env_json = headers.get(wire::UPLOAD_HEADER).ok_or_else(|| {
@@ -354,28 +476,54 @@ async fn put_module(
             o.message.size, app.limits.max_module_bytes
         )));
     }
-    {
+    // Signature, freshness, funds and quota are checked before the body is read.
+    let stored = {
         let mut core = app.lock();
-        core.check_replay(&o, now_ms())?;
-    }
-    let bytes = body_bytes(body)?;
-    if bytes.len() as u64 != o.message.size {
-        return Err(ApiError::bad_request(
-            "module_size_mismatch",
-            "body size differs from the signed size",
+        let now = now_ms();
+        core.check_replay(&o, now)?;
+        core.reserve_module(&o.signer, &h, o.message.size, now)?
+    };
+    if stored {
+        return Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "module": h.to_hex(), "size": o.message.size, "stored": true }),
         ));
     }
-    app.modules.put(&h, &bytes).map_err(|e| match e {
-        crate::modules::ModuleStoreError::HashMismatch { .. } => {
-            ApiError::bad_request("module_hash_mismatch", e.to_string())
+    let result = async {
+        let bytes = axum::body::to_bytes(body, o.message.size as usize)
+            .await
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "module_size_mismatch",
+                    format!("body differs from the signed size or could not be read: {e}"),
+                )
+            })?;
+        if bytes.len() as u64 != o.message.size {
+            return Err(ApiError::bad_request(
+                "module_size_mismatch",
+                "body size differs from the signed size",
+            ));
         }
-        crate::modules::ModuleStoreError::TooLarge { .. } => ApiError::too_large(e.to_string()),
-        other => ApiError::internal(other.to_string()),
-    })?;
-    Ok(json(
-        StatusCode::CREATED,
-        &serde_json::json!({ "module": h.to_hex(), "size": bytes.len() }),
-    ))
+        app.modules.put(&h, &bytes).map_err(|e| match e {
+            crate::modules::ModuleStoreError::HashMismatch { .. } => {
+                ApiError::bad_request("module_hash_mismatch", e.to_string())
+            }
+            crate::modules::ModuleStoreError::TooLarge { .. } => ApiError::too_large(e.to_string()),
+            other => ApiError::internal(other.to_string()),
+        })?;
+        Ok(bytes.len())
+    }
+    .await;
+    match result {
+        Ok(size) => Ok(json(
+            StatusCode::CREATED,
+            &serde_json::json!({ "module": h.to_hex(), "size": size }),
+        )),
+        Err(e) => {
+            app.lock().release_module(&h);
+            Err(e)
+        }
+    }
 }
 
 async fn submit_job(
@@ -394,9 +542,51 @@ async fn submit_job(
     Ok(json(StatusCode::CREATED, &view))
 }
 
-async fn list_jobs(State(app): State<App>) -> Response {
-    let jobs = app.lock().jobs_list();
-    json(StatusCode::OK, &serde_json::json!({ "jobs": jobs }))
+/// Cursor and page size of a list (`?before=`/`?after=`/`?from=` and `?limit=`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    before: Option<u64>,
+    after: Option<String>,
+    from: Option<u32>,
+    limit: Option<u32>,
+}
+
+fn page_query(
+    q: Result<Query<PageQuery>, QueryRejection>,
+    default: u32,
+    max: u32,
+) -> Result<(PageQuery, usize), ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(default);
+    if limit == 0 || limit > max {
+        return Err(ApiError::bad_request(
+            "bad_limit",
+            format!("limit must be between 1 and {max}"),
+        ));
+    }
+    Ok((q, limit as usize))
+}
+
+/// Most jobs in one page of `GET /v1/jobs`.
+pub const MAX_JOBS_PAGE: u32 = 1_000;
+/// Most units in one page of results (a page also stops at [`RESULTS_PAGE_BYTES`]).
+pub const MAX_RESULTS_PAGE: u32 = 10_000;
+/// Output bytes after which a results page ends (at least one unit per page).
+pub const RESULTS_PAGE_BYTES: usize = 4 << 20;
+/// Most nodes in one page of `GET /v1/nodes`.
+pub const MAX_NODES_PAGE: u32 = 5_000;
+
+async fn list_jobs(
+    State(app): State<App>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (q, limit) = page_query(q, 100, MAX_JOBS_PAGE)?;
+    let (jobs, next) = app.lock().jobs_page(q.before.unwrap_or(u64::MAX), limit);
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "jobs": jobs, "next": next }),
+    ))
 }
 
 async fn job_status(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -407,13 +597,78 @@ async fn job_status(State(app): State<App>, Path(id): Path<String>) -> Result<Re
     Ok(json(StatusCode::OK, &v))
 }
 
-async fn job_results(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// A results read by anyone but the job's requester gets exactly this.
+fn results_not_found(id: &Hash32) -> ApiError {
+    ApiError::not_found(
+        "unknown_job",
+        format!(
+            "no job {id} whose results you may read here (results are readable only by the job's requester, with a signed {} header)",
+            wire::READ_HEADER
+        ),
+    )
+}
+
+/// Results of a job, one page (`?from=UNIT&limit=N`; `next` is the next page's
+/// `from`), readable only by the job's requester. The page is read from the store
+/// and serialised outside the core lock, so large downloads do not stall others.
+async fn job_results(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
     let id = parse_hash(&id, "bad_job_id")?;
-    let r = app.lock().job_results(&id)?;
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({ "job": id.to_hex(), "units": r }),
-    ))
+    let (q, limit) = page_query(q, 1_000, MAX_RESULTS_PAGE)?;
+    let Some(read) = headers.get(wire::READ_HEADER) else {
+        return Err(results_not_found(&id));
+    };
+    let (_, o) = open_json::<ReadJob>(read.as_bytes())?;
+    let now = now_ms();
+    let (seq, units, cancelled, db) = {
+        let core = app.lock();
+        core.check_fresh(o.timestamp_ms, now)?;
+        match core.results_target(&id) {
+            Some((seq, units, cancelled, requester))
+                if requester == o.signer && o.message.job == id =>
+            {
+                (seq, units, cancelled, core.db())
+            }
+            _ => return Err(results_not_found(&id)),
+        }
+    };
+    let from = q.from.unwrap_or(0).min(units);
+    let to = from.saturating_add(limit as u32).min(units);
+    let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+        let rows = db
+            .outcomes_range(seq, from, to)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut by_unit: std::collections::HashMap<u32, crate::db::UnitOutcomeRecord> =
+            rows.into_iter().collect();
+        let mut out = Vec::with_capacity((to - from) as usize);
+        let mut bytes = 0usize;
+        let mut end = from;
+        for u in from..to {
+            let o = by_unit.remove(&u);
+            if let Some(crate::db::UnitOutcomeRecord::Verified { output, .. }) = &o {
+                bytes = bytes.saturating_add(output.len());
+            }
+            out.push(crate::core::unit_result(u, o.as_ref(), cancelled));
+            end = u + 1;
+            if bytes > RESULTS_PAGE_BYTES {
+                break;
+            }
+        }
+        let next = (end < units).then_some(end);
+        serde_json::to_vec(&serde_json::json!({
+            "job": id.to_hex(),
+            "units": out,
+            "next": next,
+        }))
+        .map_err(|e| ApiError::internal(e.to_string()))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn cancel_job(
@@ -439,9 +694,48 @@ async fn cancel_job(
     Ok(json(StatusCode::OK, &v))
 }
 
-async fn list_nodes(State(app): State<App>) -> Response {
-    let nodes = app.lock().nodes_view();
-    json(StatusCode::OK, &serde_json::json!({ "nodes": nodes }))
+/// Online nodes by did (`?after=DID&limit=N`; `next` is the next page's `after`).
+async fn list_nodes(
+    State(app): State<App>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (q, limit) = page_query(q, 1_000, MAX_NODES_PAGE)?;
+    let mut nodes = app.lock().nodes_view();
+    let key = |n: &serde_json::Value| n["node"].as_str().unwrap_or_default().to_string();
+    nodes.sort_unstable_by_key(key);
+    if let Some(after) = &q.after {
+        nodes.retain(|n| key(n).as_str() > after.as_str());
+    }
+    let next = (nodes.len() > limit).then(|| key(&nodes[limit - 1]));
+    nodes.truncate(limit);
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "nodes": nodes, "next": next }),
+    ))
+}
+
+/// The bounds every job submission is checked against, and the HTTP limits.
+async fn limits(State(app): State<App>) -> Response {
+    let ceiling = app.lock().speed_ceiling();
+    let l = &app.limits;
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "job": lode_proto::limits::LimitsView::new(ceiling),
+            "http": {
+                "max_module_bytes": l.max_module_bytes,
+                "max_job_bytes": l.max_job_bytes,
+                "max_node_bytes": l.max_node_bytes,
+                "max_body_bytes": l.max_body_bytes,
+                "body_timeout_ms": l.body_timeout.as_millis() as u64,
+                "requests_per_second": l.requests_per_second,
+                "burst": l.burst,
+                "max_jobs_page": MAX_JOBS_PAGE,
+                "max_results_page": MAX_RESULTS_PAGE,
+                "max_nodes_page": MAX_NODES_PAGE,
+            },
+        }),
+    )
 }
 
 async fn account(State(app): State<App>, Path(did): Path<String>) -> Result<Response, ApiError> {
@@ -485,6 +779,7 @@ async fn healthz(State(app): State<App>) -> Response {
             "version": env!("CARGO_PKG_VERSION"),
             "nodes_online": core.node_session_count(),
             "ledger_height": core.ledger().height(),
+            "quarantined_jobs": core.quarantined().len(),
         }),
     )
 }
@@ -503,6 +798,14 @@ async fn openapi() -> Response {
         crate::openapi::OPENAPI_JSON,
     )
         .into_response()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; see /openapi.json",
+    )
 }
 
 async fn not_found() -> ApiError {

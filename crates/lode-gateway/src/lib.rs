@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod modules;
 pub mod openapi;
 pub mod ratelimit;
+pub mod serve;
 pub mod wallet_api;
 
 use lode_ledger::{Genesis, Ledger, LedgerConfig};
@@ -71,6 +72,8 @@ pub struct GatewayConfig {
     pub block_interval: Duration,
     /// Lease-expiry and heartbeat check period.
     pub tick_interval: Duration,
+    /// Connection caps and the header-read deadline (see [`serve`]).
+    pub conn: serve::ConnLimits,
 }
 
 impl GatewayConfig {
@@ -84,6 +87,7 @@ impl GatewayConfig {
             sched: lode_sched::Config::default(),
             block_interval: Duration::from_millis(500),
             tick_interval: Duration::from_millis(200),
+            conn: serve::ConnLimits::default(),
         }
     }
 }
@@ -178,6 +182,13 @@ pub async fn serve(
         let app = app.clone();
         every(dashboard::SAMPLE_PERIOD, move || dashboard::sample(&app))
     };
+    let collector = {
+        let app = app.clone();
+        let period = Duration::from_millis((cfg.core.module_grace_ms / 4).clamp(1_000, 60_000));
+        every(period, move || {
+            app.lock().collect_modules(http::now_ms());
+        })
+    };
     let router = http::router(app.clone());
     let dash = app.dashboard().clone();
     let shutdown = async move {
@@ -185,15 +196,18 @@ pub async fn serve(
         // Open dashboards would otherwise hold the graceful shutdown forever.
         dash.close();
     };
-    let result = axum::serve(
+    let result = serve::serve(
         listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
+        router,
+        cfg.conn.clone(),
+        app.metrics().clone(),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
     .await;
     ticker.abort();
     sealer.abort();
     sampler.abort();
+    collector.abort();
     // Make whatever is queued durable before exiting.
     app.lock().seal(http::now_ms());
     result.map_err(GatewayError::Serve)

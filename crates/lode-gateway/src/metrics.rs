@@ -80,6 +80,18 @@ pub struct Metrics {
     pub requests_rejected: Counter,
     pub nodes_online: Gauge,
     pub ledger_height: Gauge,
+    /// Jobs set aside at start-up because their record could not be resumed.
+    pub jobs_quarantined: Counter,
+    /// Jobs read at the last start (open work only).
+    pub recovery_jobs_loaded: Gauge,
+    /// Unit outcomes read at the last start (those of open jobs only).
+    pub recovery_outcomes_loaded: Gauge,
+    /// Modules removed by the clean-up (unreferenced past their grace period).
+    pub modules_collected: Counter,
+    /// Connections closed at accept (per-address or total cap reached).
+    pub connections_refused: Counter,
+    /// Requests refused because the gateway's body-memory budget was in use.
+    pub bodies_refused: Counter,
 }
 
 impl Metrics {
@@ -94,6 +106,48 @@ impl Metrics {
             c,
             "Jobs accepted.",
             self.jobs_submitted.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_jobs_quarantined_total",
+            c,
+            "Jobs set aside at start-up (record could not be resumed; escrow refunded).",
+            self.jobs_quarantined.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_recovery_jobs_loaded",
+            g,
+            "Jobs read at the last start (open work only).",
+            self.recovery_jobs_loaded.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_recovery_outcomes_loaded",
+            g,
+            "Unit outcomes read at the last start.",
+            self.recovery_outcomes_loaded.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_connections_refused_total",
+            c,
+            "Connections closed at accept (per-address or total cap).",
+            self.connections_refused.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_bodies_refused_total",
+            c,
+            "Requests refused while the request-body memory budget was in use.",
+            self.bodies_refused.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_modules_collected_total",
+            c,
+            "Unreferenced modules removed.",
+            self.modules_collected.get(),
         );
         write_metric(
             &mut s,

@@ -99,6 +99,39 @@ impl ModuleStore {
         Ok(())
     }
 
+    /// Deletes a module (no error if it is already gone).
+    pub fn remove(&self, hash: &Hash32) -> Result<(), ModuleStoreError> {
+        let path = self.path(hash);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ModuleStoreError::Io { path, source }),
+        }
+    }
+
+    /// Every stored module and its size.
+    pub fn list(&self) -> Result<Vec<(Hash32, u64)>, ModuleStoreError> {
+        let io = |source| ModuleStoreError::Io {
+            path: self.dir.clone(),
+            source,
+        };
+        let mut out = vec![];
+        for e in fs::read_dir(&self.dir).map_err(io)? {
+            let e = e.map_err(io)?;
+            let name = e.file_name();
+            let Some(h) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".wasm"))
+                .and_then(|h| h.parse::<Hash32>().ok())
+            else {
+                continue;
+            };
+            let size = e.metadata().map_err(io)?.len();
+            out.push((h, size));
+        }
+        Ok(out)
+    }
+
     pub fn get(&self, hash: &Hash32) -> Result<Vec<u8>, ModuleStoreError> {
         let path = self.path(hash);
         match fs::read(&path) {

@@ -83,7 +83,7 @@ impl GatewayClient {
             .local_address(source_ip)
             .connect_timeout(connect_timeout)
             .pool_max_idle_per_host(2)
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
             .user_agent(concat!("lode-node/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -281,3 +281,61 @@ mod tests {
         assert!("evil".parse::<Behaviour>().is_err());
     }
 }
+
+/// Records the chain this node works for in `file` (the first time), and
+/// refuses a gateway that serves another one.
+pub fn pin_chain(
+    file: &std::path::Path,
+    chain: &lode_proto::Hash32,
+) -> Result<(), crate::client::ClientError> {
+    use crate::client::ClientError;
+    match std::fs::read_to_string(file) {
+        Ok(known) => {
+            let known = known.trim();
+            if known == chain.to_hex() {
+                Ok(())
+            } else {
+                Err(ClientError::Protocol(format!(
+                    "the gateway now serves chain {chain}, but this node works for chain {known} \
+                     (recorded in {}); its earnings are on that chain. To join the new chain, \
+                     use another --data-dir or delete that file",
+                    file.display()
+                )))
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = file.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            std::fs::write(file, chain.to_hex()).map_err(|e| {
+                ClientError::Protocol(format!(
+                    "cannot record the chain in {}: {e}",
+                    file.display()
+                ))
+            })
+        }
+        Err(e) => Err(ClientError::Protocol(format!(
+            "cannot read {}: {e}",
+            file.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::pin_chain;
+
+    #[test]
+    fn a_node_stays_on_its_first_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("chain_id");
+        let a = lode_proto::Hash32::sha256(b"a");
+        let b = lode_proto::Hash32::sha256(b"b");
+        pin_chain(&f, &a).unwrap();
+        pin_chain(&f, &a).unwrap();
+        let e = pin_chain(&f, &b).unwrap_err().to_string();
+        assert!(e.contains("now serves chain"), "{e}");
+        std::fs::remove_file(&f).unwrap();
+        pin_chain(&f, &b).unwrap();
+    }
+}

@@ -259,6 +259,7 @@ impl Node {
             max_bytes: self.config.max_poll_bytes,
             summary: RunSummary::default(),
             unknown_session_streak: 0,
+            transport_fail_streak: 0,
             avg_run_us: None,
             done_tx,
             done_rx,
@@ -334,6 +335,9 @@ struct EventLoop {
     max_bytes: usize,
     summary: RunSummary,
     unknown_session_streak: u32,
+    /// Polls in a row that failed in transit (the gateway unreachable): the node
+    /// does not call itself connected while this is above zero.
+    transport_fail_streak: u32,
     /// Moving average of the time units spend in the sandbox.
     avg_run_us: Option<u64>,
     done_tx: mpsc::UnboundedSender<Done>,
@@ -399,7 +403,7 @@ impl EventLoop {
         if now >= self.next_status {
             self.next_status = now + STATUS_EVERY;
             tracing::info!(
-                connected = self.session.is_some(),
+                connected = self.session.is_some() && self.transport_fail_streak == 0,
                 held = self.tracker.held(),
                 reported = self.summary.reported,
                 handed_back = self.summary.handed_back,
@@ -534,12 +538,19 @@ impl EventLoop {
         let key = Arc::clone(&self.node.key);
         let hello = self.hello.clone();
         let mut clock = self.clock;
+        let chain_file = self.node.config.data_dir.join("chain_id");
         tracing::debug!(gateway = %client.base(), "saying hello");
         self.connecting = Some(tokio::spawn(async move {
             let h = match client.hello(&key, &clock, &hello).await {
                 Ok(h) => h,
                 Err(e) => return (clock, Err(e)),
             };
+            // A node joins one chain: a gateway that now serves another (a reset
+            // devnet, a different network on the same URL) is refused loudly,
+            // never silently re-registered with.
+            if let Err(e) = crate::config::pin_chain(&chain_file, &h.value.chain_id) {
+                return (clock, Err(e));
+            }
             clock.observe(h.value.now_ms, h.sent_ms, h.received_ms);
             // The ledger does not know this node (or knows another payout address or
             // operator): register it, signed with the nonce the gateway gave.
@@ -675,6 +686,7 @@ impl EventLoop {
                     .observe(reply.value.now_ms, reply.sent_ms, reply.received_ms);
                 self.backoff.reset();
                 self.unknown_session_streak = 0;
+                self.transport_fail_streak = 0;
                 self.summary.polls += 1;
                 // A pure request for work answered empty at once: the gateway does
                 // not hold polls, so pace them.
@@ -785,8 +797,11 @@ impl EventLoop {
             self.fix_clock(&e);
             self.retry_later();
         } else if e.is_transient() {
+            self.transport_fail_streak += 1;
             let d = self.retry_later();
-            tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, "poll failed");
+            tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, failures = self.transport_fail_streak, "poll failed; not connected");
+            // The session is kept: a gateway that restarted refuses it, and the
+            // node then says hello again (which re-checks the chain it serves).
         } else {
             let d = self.retry_later();
             tracing::error!(error = %e, retry_in_ms = d.as_millis() as u64, "gateway refused a poll; reconnecting");

@@ -236,6 +236,17 @@ impl ReplayGuard {
         ts_ms: u64,
         now_ms: u64,
     ) -> Result<(), VerifyError> {
+        self.check_fresh(ts_ms, now_ms)?;
+        self.evict(now_ms);
+        if self.seen.contains(&(signer, nonce)) {
+            return Err(VerifyError::Replayed { signer, nonce });
+        }
+        self.record(signer, nonce, ts_ms)
+    }
+
+    /// Checks only freshness (for signed reads, which change nothing and so
+    /// need no nonce memory: a flood of reads cannot fill the guard).
+    pub fn check_fresh(&self, ts_ms: u64, now_ms: u64) -> Result<(), VerifyError> {
         if ts_ms > now_ms {
             let ahead_ms = ts_ms - now_ms;
             if ahead_ms > self.max_skew_ms {
@@ -253,10 +264,10 @@ impl ReplayGuard {
                 });
             }
         }
-        self.evict(now_ms);
-        if self.seen.contains(&(signer, nonce)) {
-            return Err(VerifyError::Replayed { signer, nonce });
-        }
+        Ok(())
+    }
+
+    fn record(&mut self, signer: Did, nonce: u64, ts_ms: u64) -> Result<(), VerifyError> {
         if self.seen.len() >= self.capacity {
             return Err(VerifyError::GuardFull {
                 capacity: self.capacity,

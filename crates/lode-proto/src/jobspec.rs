@@ -20,10 +20,14 @@
 //! [verification]                       # optional, defaults shown
 //! quorum = 2
 //! max_replicas = 5
-//! adaptive_trust = true                # false: always full quorum
+//! adaptive_trust = false               # true: trusted nodes' units may skip the second replica
 //!
 //! [price]
 //! max_per_fuel = 1000                  # token base units per unit of fuel (integer or string)
+//!
+//! [eligibility]                        # optional: who may run the units (and see their inputs)
+//! min_reputation = 500                 # 0..=1000; 0 = any node
+//! operators = ["did:key:z6Mk…"]        # only nodes of these operators; empty = any
 //! ```
 //!
 //! Parsing is pure; resolving `files` globs against the filesystem is the client's job.
@@ -32,7 +36,7 @@ use crate::wire::{Engine, UnitLimits, Verification};
 use serde::{Deserialize, Deserializer};
 
 /// Most units one job may have.
-pub const MAX_UNITS: usize = 1_000_000;
+pub use crate::limits::MAX_UNITS;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +53,16 @@ pub struct JobSpec {
     #[serde(default)]
     pub verification: VerificationSpec,
     pub price: PriceSpec,
+    #[serde(default)]
+    pub eligibility: EligibilitySpec,
+}
+
+/// `[eligibility]`: which nodes may run the units.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EligibilitySpec {
+    pub min_reputation: u32,
+    pub operators: Vec<crate::Did>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -146,49 +160,55 @@ impl JobSpec {
         Ok(spec)
     }
 
+    /// Checks the spec against the shared bounds of [`crate::limits`] (the same
+    /// checks the gateway runs on the submission), with the spec's field names.
     pub fn validate(&self) -> Result<(), JobSpecError> {
-        let invalid = |field, reason: &str| {
-            Err(JobSpecError::Invalid {
-                field,
-                reason: reason.to_string(),
-            })
+        use crate::limits;
+        let invalid = |field, reason: String| Err(JobSpecError::Invalid { field, reason });
+        let spec_field = |e: limits::FieldError| JobSpecError::Invalid {
+            field: match e.field {
+                "limits.memory_bytes" => "limits.memory_mb",
+                "max_price_per_fuel" => "price.max_per_fuel",
+                f => f,
+            },
+            reason: e.reason,
         };
-        if self.name.trim().is_empty() || self.name.len() > 200 {
-            return invalid("name", "must be 1 to 200 characters");
-        }
+        limits::check_name(&self.name).map_err(spec_field)?;
         if self.module.trim().is_empty() {
-            return invalid("module", "must name a .wasm file");
+            return invalid("module", "must name a .wasm file".into());
         }
         let i = &self.inputs;
         if i.files.is_empty() && i.stdin.is_empty() && i.args.is_empty() {
             return Err(JobSpecError::NoInputs);
         }
         if i.stdin.len() + i.args.len() > MAX_UNITS {
-            return invalid("inputs", "too many units");
+            return invalid("inputs", format!("at most {MAX_UNITS} units per job"));
         }
-        let l = &self.limits;
-        if l.fuel == 0 {
-            return invalid("limits.fuel", "must be positive");
+        if let Some(r) = &self.region {
+            limits::check_region(r).map_err(spec_field)?;
         }
-        if l.memory_mb == 0 || l.memory_mb > 4096 {
-            return invalid("limits.memory_mb", "must be between 1 and 4096");
+        if self.limits.memory_mb > limits::MAX_MEMORY_BYTES >> 20 {
+            return invalid(
+                "limits.memory_mb",
+                format!("must be between 1 and {}", limits::MAX_MEMORY_BYTES >> 20),
+            );
         }
-        if l.timeout_ms == 0 {
-            return invalid("limits.timeout_ms", "must be positive");
-        }
-        let v = &self.verification;
-        if v.quorum == 0 {
-            return invalid("verification.quorum", "must be at least 1");
-        }
-        if v.max_replicas < v.quorum {
-            return invalid("verification.max_replicas", "must be at least the quorum");
-        }
-        if let Some(r) = &self.region
-            && (r.is_empty() || r.len() > 64)
-        {
-            return invalid("region", "must be 1 to 64 characters");
-        }
+        limits::check_unit_limits(
+            &self.unit_limits(),
+            limits::DEFAULT_SPEED_CEILING_FUEL_PER_S,
+        )
+        .map_err(spec_field)?;
+        limits::check_verification(&self.verification()).map_err(spec_field)?;
+        limits::check_price(self.price.max_per_fuel).map_err(spec_field)?;
+        limits::check_eligibility(&self.eligibility()).map_err(spec_field)?;
         Ok(())
+    }
+
+    pub fn eligibility(&self) -> crate::wire::Eligibility {
+        crate::wire::Eligibility {
+            min_reputation: self.eligibility.min_reputation,
+            operators: self.eligibility.operators.clone(),
+        }
     }
 
     pub fn unit_limits(&self) -> UnitLimits {

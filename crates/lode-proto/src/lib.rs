@@ -20,6 +20,7 @@ pub mod hash;
 pub mod jobspec;
 pub mod keyfile;
 pub mod keys;
+pub mod limits;
 pub mod wire;
 
 pub use canonical::CanonicalError;

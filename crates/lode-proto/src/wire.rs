@@ -93,7 +93,7 @@ impl Default for Verification {
         Self {
             quorum: 2,
             max_replicas: 5,
-            adaptive_trust: true,
+            adaptive_trust: false,
         }
     }
 }
@@ -118,6 +118,59 @@ pub struct SubmitJob {
     pub max_price_per_fuel: u128,
     /// Preferred region, if any (e.g. "eu-west").
     pub region: Option<String>,
+    /// Which nodes may run the units (and so see their inputs).
+    pub eligibility: Eligibility,
+}
+
+/// Which nodes may run a job's units. Nodes see the inputs of the units they
+/// run, so a requester with sensitive inputs can keep them to nodes it trusts.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Eligibility {
+    /// Lowest reputation a node must have (0: any).
+    pub min_reputation: u32,
+    /// When not empty, only nodes of these operators (their operator did, or the
+    /// node's own did when it names no operator).
+    pub operators: Vec<Did>,
+}
+
+impl Eligibility {
+    pub fn is_open(&self) -> bool {
+        self.min_reputation == 0 && self.operators.is_empty()
+    }
+}
+
+/// [`SubmitJob`] as signed before `eligibility` existed: stored records of that
+/// form still decode (as open to every node).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitJobV1 {
+    pub job: JobId,
+    pub escrow: crate::Envelope,
+    pub name: String,
+    pub engine: Engine,
+    pub module: Hash32,
+    pub units: Vec<UnitInput>,
+    pub limits: UnitLimits,
+    pub verification: Verification,
+    pub max_price_per_fuel: u128,
+    pub region: Option<String>,
+}
+
+impl From<SubmitJobV1> for SubmitJob {
+    fn from(v: SubmitJobV1) -> Self {
+        Self {
+            job: v.job,
+            escrow: v.escrow,
+            name: v.name,
+            engine: v.engine,
+            module: v.module,
+            units: v.units,
+            limits: v.limits,
+            verification: v.verification,
+            max_price_per_fuel: v.max_price_per_fuel,
+            region: v.region,
+            eligibility: Eligibility::default(),
+        }
+    }
 }
 
 impl Message for SubmitJob {
@@ -155,6 +208,18 @@ pub struct CancelJob {
 
 impl Message for CancelJob {
     const KIND: &'static str = "lode/requester/cancel-job/v1";
+}
+
+/// Requester → gateway: a signed read of a job's results, sent as the JSON
+/// envelope in the [`READ_HEADER`] header. Only the job's requester may read
+/// them; reads change nothing, so only freshness is checked (no nonce memory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadJob {
+    pub job: JobId,
+}
+
+impl Message for ReadJob {
+    const KIND: &'static str = "lode/requester/read-job/v1";
 }
 
 /// What a node offers.
@@ -338,6 +403,9 @@ pub const BINARY_CONTENT_TYPE: &str = "application/x-lode-canonical";
 
 /// Header carrying the signed `UploadModule` envelope (JSON) of a module upload.
 pub const UPLOAD_HEADER: &str = "x-lode-envelope";
+
+/// Header carrying the signed `ReadJob` envelope (JSON) of a results read.
+pub const READ_HEADER: &str = "x-lode-read";
 
 /// Hex in human-readable formats (JSON), raw bytes in binary ones.
 pub mod bytes_hex {

@@ -132,6 +132,10 @@ struct Job {
     cancelled: bool,
     finished: bool,
     listed: bool,
+    /// Nodes below this reputation may not run the job's units.
+    min_rep: u32,
+    /// When not empty, only nodes of these (interned) operators may run them.
+    allowed_ops: Vec<u32>,
 }
 
 impl Job {
@@ -620,16 +624,9 @@ impl<K: NodeKey> Scheduler<K> {
         self.add_job_resuming(id, spec, &[], now)
     }
 
-    /// Adds a job whose units listed in `done` were decided in an earlier session
-    /// (after a gateway restart); only the others are scheduled.
-    pub fn add_job_resuming(
-        &mut self,
-        id: JobId,
-        spec: JobSpec<K>,
-        done: &[u32],
-        now: u64,
-    ) -> Result<(), Error> {
-        self.advance(now);
+    /// Every check [`Self::add_job_resuming`] makes, without changing anything:
+    /// a caller can run it before it writes anything durable for the job.
+    pub fn validate_job(&self, id: JobId, spec: &JobSpec<K>, done: &[u32]) -> Result<(), Error> {
         if self.job_ix.contains_key(&id) {
             return Err(Error::DuplicateJob(id));
         }
@@ -664,6 +661,39 @@ impl<K: NodeKey> Scheduler<K> {
                 units: spec.units,
             });
         }
+        Ok(())
+    }
+
+    /// Restricts which nodes may run a job's units: a minimum reputation and,
+    /// when `operators` is not empty, an allow-list of operators (a requester
+    /// with sensitive inputs keeps them to nodes it trusts). Units already
+    /// handed out are not recalled.
+    pub fn restrict_job(
+        &mut self,
+        id: JobId,
+        min_reputation: u32,
+        operators: &[OperatorId],
+    ) -> Result<(), Error> {
+        let &slot = self.job_ix.get(&id).ok_or(Error::UnknownJob(id))?;
+        let ops: Vec<u32> = operators.iter().map(|o| self.intern_op(*o)).collect();
+        if let Some(job) = self.jobs[slot as usize].as_mut() {
+            job.min_rep = min_reputation;
+            job.allowed_ops = ops;
+        }
+        Ok(())
+    }
+
+    /// Adds a job whose units listed in `done` were decided in an earlier session
+    /// (after a gateway restart); only the others are scheduled.
+    pub fn add_job_resuming(
+        &mut self,
+        id: JobId,
+        spec: JobSpec<K>,
+        done: &[u32],
+        now: u64,
+    ) -> Result<(), Error> {
+        self.validate_job(id, &spec, done)?;
+        self.advance(now);
         let rix = match self.requester_ix.get(&spec.requester) {
             Some(&r) => r,
             None => {
@@ -715,6 +745,8 @@ impl<K: NodeKey> Scheduler<K> {
             cancelled: false,
             finished: remaining == 0,
             listed: false,
+            min_rep: 0,
+            allowed_ops: Vec::new(),
         };
         self.job_seq += 1;
         let slot = match self.free_jobs.pop() {
@@ -938,6 +970,11 @@ impl<K: NodeKey> Scheduler<K> {
             any_ready = true;
             i += 1;
             if node.memory < job.limits.memory_bytes || node.price_floor > job.max_price {
+                continue;
+            }
+            if node.rep < job.min_rep
+                || (!job.allowed_ops.is_empty() && !job.allowed_ops.contains(&node.op))
+            {
                 continue;
             }
             if let Some(t) = job.limits.timeout_ms {

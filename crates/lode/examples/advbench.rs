@@ -246,7 +246,7 @@ fn run(s: &Scenario, honest: usize, units: usize, epoch_ms: u64) -> Outcome {
     let v = client
         .wait(&job, Duration::from_millis(100), Duration::from_secs(900))
         .expect("wait");
-    let results = client.results(&job).expect("results");
+    let results = client.results(key, &job).expect("results");
     let nodes: serde_json::Value = client.get_json("/v1/nodes").expect("nodes");
 
     // Who held units' first replicas (the `f_p` of the collusion race).

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{Kill, arg, lode_bin, root, start_gateway, start_node, wait_nodes};
+use common::{Kill, arg, lode_bin, root, rss_kib, start_gateway, start_node, wait_nodes};
 use lode_client::Client;
 use lode_proto::jobspec::JobSpec;
 use lode_proto::wire::UnitInput;
@@ -89,16 +89,4 @@ fn main() {
         pct(0.5).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3
     );
-}
-
-/// VmRSS of a process, in KiB (0 where /proc is unavailable).
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -58,7 +58,10 @@ fn always_wrong_node_is_rejected_penalized_on_the_ledger_and_never_paid() {
     let job = run_sha256(&net, &inputs, 2, false);
 
     // Zero wrong outputs accepted; the cheater is credited nowhere.
-    let results = net.client().results(&job).expect("results");
+    let results = net
+        .client()
+        .results(&net.requester.keypair, &job)
+        .expect("results");
     assert_outputs_correct(&results, &inputs);
     for r in &results {
         assert!(
@@ -211,7 +214,10 @@ fn colluding_swarm_never_wins_and_earns_nothing() {
     }
     net.wait_nodes(7, Duration::from_secs(60));
     let job = run_sha256(&net, &inputs(40, 9), 2, false);
-    let results = net.client().results(&job).expect("results");
+    let results = net
+        .client()
+        .results(&net.requester.keypair, &job)
+        .expect("results");
     let swarm: Vec<String> = (3..7).map(|i| net.node_keys[i].did().to_string()).collect();
     for r in &results {
         let out = r.stdout_bytes().expect("stdout");
@@ -257,7 +263,10 @@ fn intermittent_cheater_is_never_accepted_and_paid_only_for_correct_work() {
     let inputs = inputs(UNITS, 23);
     let job = run_sha256(&net, &inputs, 2, false);
 
-    let results = net.client().results(&job).expect("results");
+    let results = net
+        .client()
+        .results(&net.requester.keypair, &job)
+        .expect("results");
     assert_outputs_correct(&results, &inputs);
     let credited_fuel: u128 = results
         .iter()
@@ -307,7 +316,10 @@ fn lazy_node_replaying_old_outputs_is_rejected_and_paid_only_for_real_work() {
     let inputs = inputs(60, 31);
     let job = run_sha256(&net, &inputs, 2, false);
 
-    let results = net.client().results(&job).expect("results");
+    let results = net
+        .client()
+        .results(&net.requester.keypair, &job)
+        .expect("results");
     assert_outputs_correct(&results, &inputs);
     let credited: Vec<_> = results
         .iter()

@@ -238,7 +238,16 @@ fn devnet_runs_jobs_stops_on_ctrl_c_and_resumes() {
     let st = json(&["job", "status", &job, "--gateway", &url, "--json"]);
     assert_eq!(st["job"], job.as_str());
     assert_eq!(st["units"], 8);
-    let results = json(&["job", "results", &job, "--gateway", &url, "--json"]);
+    let results = json(&[
+        "job",
+        "results",
+        &job,
+        "--key",
+        &key,
+        "--gateway",
+        &url,
+        "--json",
+    ]);
     let results = results.as_array().expect("array");
     assert_eq!(results.len(), 8);
     assert!(results.iter().all(|r| r["status"] == "verified"));
@@ -272,7 +281,15 @@ fn devnet_runs_jobs_stops_on_ctrl_c_and_resumes() {
         err.contains("no job") && err.contains("lode job status --gateway"),
         "{err}"
     );
-    let err = fails(&["job", "results", "not-a-job", "--gateway", &url]);
+    let err = fails(&[
+        "job",
+        "results",
+        "not-a-job",
+        "--key",
+        &key,
+        "--gateway",
+        &url,
+    ]);
     assert!(err.contains("lode job status --gateway"), "{err}");
 
     // A spec that needs more memory than any node offers (nodes: 1024 MiB, one slot

@@ -25,7 +25,10 @@ fn thousand_units_at_quorum_two_on_four_nodes() {
     // Every output equals the native build's output.
     let tmp = tempfile::tempdir().expect("tmp");
     let native = native_build("sha256", tmp.path());
-    let results = net.client().results(&job).expect("results");
+    let results = net
+        .client()
+        .results(&net.requester.keypair, &job)
+        .expect("results");
     assert_eq!(results.len(), 1_000);
     for (r, input) in results.iter().zip(&inputs) {
         assert_eq!(r.status, "verified", "unit {}", r.unit);
@@ -110,7 +113,9 @@ fn job_completes_when_a_node_is_killed_mid_job() {
         ("finished", 300, 0),
         "{v:?}"
     );
-    let results = client.results(&job).expect("results");
+    let results = client
+        .results(&net.requester.keypair, &job)
+        .expect("results");
     for (r, input) in results.iter().zip(&inputs) {
         assert_eq!(
             r.stdout_bytes().expect("stdout"),
@@ -137,7 +142,7 @@ fn gateway_kill9_and_restart_loses_nothing_and_credits_nothing_twice() {
     }
     // What the gateway acknowledged as verified before the crash.
     let before: BTreeMap<u32, String> = client
-        .results(&job)
+        .results(&net.requester.keypair, &job)
         .expect("results")
         .into_iter()
         .filter(|r| r.status == "verified")
@@ -155,7 +160,9 @@ fn gateway_kill9_and_restart_loses_nothing_and_credits_nothing_twice() {
         ("finished", 400, 0),
         "{v:?}"
     );
-    let results = client.results(&job).expect("results");
+    let results = client
+        .results(&net.requester.keypair, &job)
+        .expect("results");
     for (unit, hash) in &before {
         assert_eq!(
             results[*unit as usize].output_hash.as_ref(),
@@ -212,7 +219,9 @@ fn job_cli_submits_an_example_spec_and_fetches_results() {
     let job = v["job"].as_str().expect("job id");
 
     let out = Command::new(lode_bin())
-        .args(["job", "results", job, "--gateway", &net.url, "--json"])
+        .args(["job", "results", job, "--key"])
+        .arg(&net.requester_path)
+        .args(["--gateway", &net.url, "--json"])
         .output()
         .expect("results");
     assert!(out.status.success());

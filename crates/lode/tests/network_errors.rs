@@ -18,14 +18,6 @@ fn error_of(resp: reqwest::blocking::Response) -> (u16, String, String) {
     )
 }
 
-fn balance(net: &Net) -> String {
-    let v: serde_json::Value = net
-        .client()
-        .get_json(&format!("/v1/accounts/{}", net.requester.did()))
-        .expect("account");
-    v["balance"].as_str().expect("balance").to_string()
-}
-
 fn prepared(net: &Net, price: u128) -> SubmitJob {
     let client = net.client();
     let key = &net.requester.keypair;

@@ -136,3 +136,15 @@ pub fn wait_nodes(client: &Client, n: usize) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Resident memory of a process, in KiB (0 if unknown).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}

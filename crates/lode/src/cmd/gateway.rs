@@ -56,6 +56,21 @@ pub struct GatewayArgs {
     /// plus 4× the run time its claimed speed implies.
     #[arg(long, default_value_t = lode_sched::FlagRules::default().slow_grace_ms, value_name = "MS")]
     pub slow_grace_ms: u64,
+    /// Module bytes one identity may keep stored; uploads also need a funded account.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub module_quota_mib: u64,
+    /// How long an uploaded module is kept while no open job uses it, in seconds.
+    #[arg(long, default_value_t = 3_600, value_name = "S")]
+    pub module_grace_s: u64,
+    /// Deadline for a request's headers, and for an idle keep-alive connection, in ms.
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    pub header_timeout_ms: u64,
+    /// Open connections one address (IPv4, or IPv6 /64) may hold.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_conns_per_ip: u32,
+    /// Longest pause between two pieces of a request body, in ms.
+    #[arg(long, default_value_t = 15_000, value_name = "MS")]
+    pub body_timeout_ms: u64,
 }
 
 fn parse_fund(s: &str) -> Result<(String, Did, u128)> {
@@ -130,6 +145,11 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode> {
     cfg.core.region_spread_permille = args.region_spread_permille;
     cfg.sched.flags.max_claimed_speed = args.max_claimed_speed;
     cfg.sched.flags.slow_grace_ms = args.slow_grace_ms;
+    cfg.core.module_quota_bytes = args.module_quota_mib.saturating_mul(1 << 20);
+    cfg.core.module_grace_ms = args.module_grace_s.saturating_mul(1000);
+    cfg.conn.header_timeout = std::time::Duration::from_millis(args.header_timeout_ms.max(100));
+    cfg.conn.max_per_ip = args.max_conns_per_ip.max(1);
+    cfg.http.body_timeout = std::time::Duration::from_millis(args.body_timeout_ms.max(100));
     cfg.block_interval = std::time::Duration::from_millis(args.block_interval_ms.max(1));
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {

@@ -52,6 +52,10 @@ pub enum JobCmd {
         /// Write each unit's stdout to DIR/<unit>.out
         #[arg(long)]
         out_dir: Option<PathBuf>,
+        /// Key file of the job's requester (only it may read the results)
+        /// [default: $LODE_HOME/identity.key].
+        #[arg(long)]
+        key: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -101,6 +105,9 @@ fn job_error(e: ClientError, id: &str, gateway: &str) -> anyhow::Error {
         ClientError::Api { code, .. } if code == "unknown_job" || code == "bad_job_id" => Some(
             format!("list this gateway's jobs with `lode job status --gateway {gateway}`"),
         ),
+        ClientError::Spec(m) if m.contains("is not a job id") => Some(format!(
+            "list this gateway's jobs with `lode job status --gateway {gateway}`"
+        )),
         _ => None,
     };
     match hint {
@@ -305,6 +312,10 @@ fn submit(
     force: bool,
     common: &Common,
 ) -> Result<ExitCode> {
+    let key_arg = key
+        .as_ref()
+        .map(|k| format!(" --key {}", k.display()))
+        .unwrap_or_default();
     let kf = load_key(key)?;
     let client = Client::new(&common.gateway)?;
     let prepared = PreparedSpec::read(spec_path)
@@ -346,7 +357,7 @@ fn submit(
         print_view(&v);
         if v.status == "finished" {
             println!(
-                "results    lode job results {} --gateway {}",
+                "results    lode job results {}{key_arg} --gateway {}",
                 v.job,
                 client.base_url()
             );
@@ -402,11 +413,13 @@ pub fn run(cmd: JobCmd) -> Result<ExitCode> {
         JobCmd::Results {
             job,
             out_dir,
+            key,
             common,
         } => {
+            let key = load_key(key)?;
             let client = Client::new(&common.gateway)?;
             let results = client
-                .results(&job)
+                .results(&key.keypair, &job)
                 .map_err(|e| job_error(e, &job, &common.gateway))?;
             if let Some(dir) = &out_dir {
                 std::fs::create_dir_all(dir)

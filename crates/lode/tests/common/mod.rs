@@ -369,3 +369,12 @@ pub fn node_entry(net: &Net, did: &lode_proto::Did) -> serde_json::Value {
         .expect("node online")
         .clone()
 }
+
+/// The requester's balance in base units, as the gateway reports it.
+pub fn balance(net: &Net) -> String {
+    let v: serde_json::Value = net
+        .client()
+        .get_json(&format!("/v1/accounts/{}", net.requester.did()))
+        .expect("account");
+    v["balance"].as_str().expect("balance").to_string()
+}

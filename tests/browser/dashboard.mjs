@@ -82,6 +82,12 @@ try {
   const earned = await page.textContent('#earning-total');
   if (/^0 /.test(earned) || !/LODE/.test(earned)) problems.push(`earnings total is ${earned}`);
   await page.waitForSelector('#earning-chart svg path.line');
+  // The node's payout address: what it can claim and how.
+  await page.waitForSelector('#claim-panel:not([hidden]) #claim-cumulative', { timeout: 15_000 });
+  const steps = await page.textContent('#claim-steps');
+  if (!steps.includes('claim(account, cumulative, proof)') || !steps.includes('lode wallet withdraw')) {
+    problems.push(`claim instructions missing: ${steps}`);
+  }
   await page.screenshot({ path: path.join(out, 'earnings.png'), fullPage: true });
 
   step('ledger explorer: a block with entries, every check OK');

@@ -56,6 +56,9 @@ struct ErrorInner {
 
 pub use lode_proto::api::{JobView, UnitResult};
 
+pub mod wallet;
+pub use wallet::{AccountView, AddressView, EntryStatus, HistoryView};
+
 #[derive(Deserialize)]
 struct ResultsBody {
     units: Vec<UnitResult>,

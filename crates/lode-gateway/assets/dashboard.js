@@ -380,10 +380,55 @@
     fill($('leader-table').tBodies[0], rows, 7, 'No registered nodes yet.');
   }
 
+  // What a payout address can claim, and how.
+  async function loadClaim(address, arg) {
+    const r = await fetch('/v1/addresses/' + encodeURIComponent(address));
+    const body = await r.json();
+    if (state.view !== 'earnings' || state.arg !== arg) return;
+    $('claim-panel').hidden = false;
+    $('claim-address').textContent = address;
+    const proofEl = $('claim-proof');
+    if (!r.ok) {
+      $('claim-cards').replaceChildren(card('Error', body.error ? body.error.code : String(r.status), body.error ? body.error.message : ''));
+      $('claim-steps').replaceChildren();
+      proofEl.hidden = true;
+      return;
+    }
+    const epoch = body.published_epoch;
+    $('claim-cards').replaceChildren(
+      card('Claimable (cumulative)', tokens(body.claimable_cumulative), epoch == null ? 'no epoch closed yet' : `in the root of epoch ${epoch}`, 'claim-cumulative'),
+      card('Withdrawn to it', tokens(body.withdrawn_cumulative), 'cumulative, all accounts'),
+      card('In the next root', tokens(body.unpublished), 'published when the epoch closes ' + dateTime(body.next_root_at_ms)),
+    );
+    const origin = location.origin;
+    const code = (t) => h('code', { text: t });
+    $('claim-steps').replaceChildren(
+      h('li', {}, 'Withdraw from your Lode balance to this address: ',
+        code(`lode wallet withdraw --amount "10 LODE" --to ${body.address} --key node.key --gateway ${origin}`),
+        ' (it follows the entry until its epoch closes).'),
+      h('li', {}, 'Fetch the claim proof of the newest root: ',
+        code(`lode wallet proof ${body.address} --gateway ${origin} --json`), '.'),
+      h('li', {}, 'Send ', code('claim(account, cumulative, proof)'),
+        ' to the LodeDistributor claim contract with the proof\'s address, amount and proof: it pays the cumulative amount minus what the contract already paid this address, so an old or repeated claim pays nothing more.'),
+    );
+    if (body.proof) {
+      proofEl.textContent = JSON.stringify(body.proof, null, 2);
+      proofEl.hidden = false;
+    } else {
+      proofEl.hidden = true;
+    }
+  }
+
   async function loadEarnings(did) {
+    if (/^0x/i.test(did)) {
+      $('earning-panel').hidden = true;
+      return loadClaim(did, did);
+    }
     const r = await fetch('/v1/accounts/' + encodeURIComponent(did) + '/earnings');
     const body = await r.json();
     if (state.view !== 'earnings' || state.arg !== did) return;
+    if (r.ok && body.payout) loadClaim(body.payout, did).catch(() => {});
+    else $('claim-panel').hidden = true;
     $('earning-panel').hidden = false;
     $('earning-node').textContent = short(did, 16);
     $('earning-node').title = did;
@@ -533,7 +578,8 @@
     for (const a of document.querySelectorAll('.tabs a')) a.classList.toggle('active', a.dataset.view === view);
     for (const sec of document.querySelectorAll('.view')) sec.hidden = sec.id !== 'view-' + view;
     if (view === 'earnings') {
-      $('earning-panel').hidden = !arg;
+      $('earning-panel').hidden = !arg || /^0x/i.test(arg);
+      $('claim-panel').hidden = !arg;
       if (arg) loadEarnings(arg).catch(() => {});
     }
     if (view === 'ledger') {
@@ -623,6 +669,11 @@
   $('blocks-newer').addEventListener('click', () => {
     state.blocksBefore = null;
     loadBlocks().catch(() => {});
+  });
+  $('claim-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const v = $('claim-input').value.trim();
+    if (v) go('earnings', v);
   });
   window.addEventListener('hashchange', route);
   route();

@@ -625,6 +625,28 @@ impl Core {
         self.ledger.validator()
     }
 
+    /// Adds an account-originated entry to the open ledger block; the ledger
+    /// checks it (signature, chain, nonce, balance) and changes nothing on error.
+    /// Not durable until [`Core::seal_durably`].
+    pub fn submit_entry(&mut self, entry: Entry) -> Result<(), Box<LedgerError>> {
+        self.ledger.submit(entry).map_err(Box::new)
+    }
+
+    /// Seals the open block now (fsync) and returns it, unlike [`Core::seal`]
+    /// reporting a failure to the caller (whose entry then stays queued).
+    pub fn seal_durably(
+        &mut self,
+        now: u64,
+    ) -> Result<Option<lode_ledger::SealedBlock>, Box<LedgerError>> {
+        let sealed = self.ledger.seal_block(now).map_err(Box::new)?;
+        if let Some(b) = &sealed {
+            self.outbox_sealed();
+            self.metrics.blocks_sealed.inc();
+            self.metrics.ledger_height.set(b.height);
+        }
+        Ok(sealed)
+    }
+
     fn sched_spec(
         &self,
         requester: &Did,

@@ -173,6 +173,7 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .merge(crate::dashboard::routes())
+        .merge(crate::wallet_api::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(l.max_body_bytes))

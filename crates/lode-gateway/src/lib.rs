@@ -18,6 +18,7 @@ pub mod modules;
 pub mod openapi;
 pub mod ratelimit;
 pub mod serve;
+pub mod wallet_api;
 
 use lode_ledger::{Genesis, Ledger, LedgerConfig};
 use lode_proto::{KeyFile, Keypair};

@@ -478,23 +478,37 @@ fn claim_proof(
             .ok_or(LedgerError::EpochNotClosed(0))?,
     };
     let tree = claims_tree(store, state, epoch)?;
-    let i = tree.find(address).ok_or(LedgerError::NoClaimFor {
+    ClaimProof::from_tree(state.chain_id(), epoch, &tree, address).ok_or(LedgerError::NoClaimFor {
         address: *address,
         epoch,
-    })?;
-    let (_, amount) = tree.values()[i];
-    let proof = tree.proof(i).unwrap_or_default();
-    Ok(ClaimProof {
-        format: "lode-claim-v1".into(),
-        chain_id: state.chain_id().to_hex(),
-        epoch,
-        root: merkle::hex0x(&tree.root()),
-        address: *address,
-        amount: amount.to_string(),
-        leaf: merkle::hex0x(&merkle::leaf_hash(address, amount)),
-        proof: proof.iter().map(|p| merkle::hex0x(p)).collect(),
-        leaf_encoding: LEAF_ENCODING.iter().map(|s| s.to_string()).collect(),
     })
+}
+
+impl ClaimProof {
+    /// The proof of `address` in `tree`, the claims tree published at the
+    /// close of `epoch` of chain `chain_id` (None: the address has no leaf).
+    /// For callers that keep a built tree to answer many proofs.
+    pub fn from_tree(
+        chain_id: Hash32,
+        epoch: u64,
+        tree: &StandardMerkleTree,
+        address: &EvmAddress,
+    ) -> Option<ClaimProof> {
+        let i = tree.find(address)?;
+        let (_, amount) = tree.values()[i];
+        let proof = tree.proof(i).unwrap_or_default();
+        Some(ClaimProof {
+            format: "lode-claim-v1".into(),
+            chain_id: chain_id.to_hex(),
+            epoch,
+            root: merkle::hex0x(&tree.root()),
+            address: *address,
+            amount: amount.to_string(),
+            leaf: merkle::hex0x(&merkle::leaf_hash(address, amount)),
+            proof: proof.iter().map(|p| merkle::hex0x(p)).collect(),
+            leaf_encoding: LEAF_ENCODING.iter().map(|s| s.to_string()).collect(),
+        })
+    }
 }
 
 /// A read-only view of a ledger directory (works while a gateway writes it).

@@ -685,11 +685,7 @@ fn print_banner(
     );
     println!("  {lode} job status --gateway {url}");
     if let Some(n) = nodes.first() {
-        println!(
-            "  {lode} wallet balance {} --data-dir {}",
-            n.did(),
-            gw.display()
-        );
+        println!("  {lode} wallet balance {} --gateway {url}", n.did());
     }
     println!("  {lode} ledger verify {}", gw.display());
     println!();

@@ -1,14 +1,43 @@
 //! `lode wallet`: balances, pending earnings, history, claim proofs and
-//! signed withdrawals. Reads the ledger read-only (see `lode ledger --help`
-//! for `--data-dir`).
+//! withdrawals. With `--gateway URL` (or `LODE_GATEWAY`) everything goes
+//! over the network and nothing is needed locally but the key; with
+//! `--data-dir` (an auditor's ledger copy, read-only) it reads the ledger
+//! directly and `withdraw` only signs.
 
 use super::ledger::LedgerDir;
 use anyhow::{Context, Result, anyhow, bail};
-use clap::Subcommand;
-use lode_ledger::{Entry, EventKind, Withdraw, format_tokens, parse_amount};
+use clap::{Args, Subcommand};
+use lode_client::{Client, EntryStatus};
+use lode_ledger::{ClaimProof, Entry, Event, EventKind, Withdraw, format_tokens, parse_amount};
 use lode_proto::{Did, EvmAddress, KeyFile};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Where the wallet reads: a gateway, or a local ledger directory.
+#[derive(Debug, Clone, Args)]
+pub struct Source {
+    /// Gateway URL: ask the network; nothing local is needed but the key.
+    /// `--data-dir` (or LODE_LEDGER_DIR) takes precedence when given.
+    #[arg(long, env = "LODE_GATEWAY", value_name = "URL")]
+    pub gateway: Option<String>,
+    #[command(flatten)]
+    pub at: LedgerDir,
+}
+
+impl Source {
+    /// The gateway client, unless a ledger directory was named (or neither:
+    /// then the default ledger directory is read).
+    fn client(&self) -> Result<Option<Client>> {
+        if self.at.data_dir.is_some() {
+            return Ok(None);
+        }
+        match &self.gateway {
+            Some(url) => Ok(Some(Client::new(url)?)),
+            None => Ok(None),
+        }
+    }
+}
 
 #[derive(Debug, Subcommand)]
 pub enum WalletCmd {
@@ -18,7 +47,7 @@ pub enum WalletCmd {
         /// did:key:… or 0x… (EIP-55 or all one case)
         account: String,
         #[command(flatten)]
-        at: LedgerDir,
+        at: Source,
         #[arg(long)]
         json: bool,
     },
@@ -31,7 +60,7 @@ pub enum WalletCmd {
         #[arg(long)]
         epoch: Option<u64>,
         #[command(flatten)]
-        at: LedgerDir,
+        at: Source,
         /// Print the proof as JSON (for a claim transaction) instead of text.
         #[arg(long)]
         json: bool,
@@ -42,13 +71,15 @@ pub enum WalletCmd {
         #[arg(long, default_value_t = 20)]
         limit: usize,
         #[command(flatten)]
-        at: LedgerDir,
+        at: Source,
         #[arg(long)]
         json: bool,
     },
-    /// Sign a withdrawal (balance leaves the network to an EVM address) with
-    /// your key file and print the signed entry as JSON, to hand to the
-    /// gateway (or `lode ledger submit` on the validator).
+    /// Withdraw: the balance leaves the network to an EVM address, claimable
+    /// from the claim contract once the epoch's root is published. With
+    /// `--gateway`: signs, submits, and follows the entry (pending → block H →
+    /// claimable from epoch E's root, with the proof). With `--data-dir`: only
+    /// signs and prints the entry (POST it to a gateway's /v1/entries).
     Withdraw {
         /// Amount: base units, or `"<n> LODE"`.
         #[arg(long)]
@@ -62,12 +93,20 @@ pub enum WalletCmd {
         /// Sequence number [default: the account's next nonce in the ledger].
         #[arg(long)]
         nonce: Option<u64>,
-        /// Write the entry to this file instead of stdout.
+        /// Write the entry to this file instead of stdout (signing only).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Return once the entry is durable on the ledger instead of following
+        /// it until its epoch's root is published.
+        #[arg(long)]
+        no_follow: bool,
+        /// Stop following after this many seconds (the entry stays on the ledger).
+        #[arg(long, default_value_t = 900, value_name = "SECS")]
+        follow_timeout: u64,
         #[command(flatten)]
-        at: LedgerDir,
-        /// Print only the signed entry, as one line of JSON (no summary on stderr).
+        at: Source,
+        /// One JSON object on stdout: the signed entry (signing only) or the
+        /// entry's final status with its proof (with --gateway).
         #[arg(long)]
         json: bool,
     },
@@ -75,30 +114,24 @@ pub enum WalletCmd {
 
 pub fn run(cmd: WalletCmd) -> Result<ExitCode> {
     match cmd {
-        WalletCmd::Balance { account, at, json } => balance(&account, &at, json),
+        WalletCmd::Balance { account, at, json } => match at.client()? {
+            Some(c) => balance_online(&c, &account, json),
+            None => balance(&account, &at.at, json),
+        },
         WalletCmd::Proof {
             address,
             epoch,
             at,
             json,
         } => {
-            let view = at.open()?;
-            let p = view.claim_proof(&address, epoch)?;
+            let p = match at.client()? {
+                Some(c) => c.claim_proof(&address, epoch)?,
+                None => at.at.open()?.claim_proof(&address, epoch)?,
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&p)?);
             } else {
-                println!("{}", p.address);
-                println!(
-                    "claimable (cumulative)  {} ({} base units)",
-                    format_tokens(p.amount.parse().unwrap_or(0)),
-                    p.amount
-                );
-                println!("epoch                   {}", p.epoch);
-                println!("claims root             {}", p.root);
-                println!("leaf                    {}", p.leaf);
-                for (i, h) in p.proof.iter().enumerate() {
-                    println!("proof[{i}]{:pad$}{h}", "", pad = 15 - i.to_string().len());
-                }
+                print_proof(&p);
                 println!("(--json prints it for a claim transaction)");
             }
             Ok(ExitCode::SUCCESS)
@@ -108,16 +141,36 @@ pub fn run(cmd: WalletCmd) -> Result<ExitCode> {
             limit,
             at,
             json,
-        } => history(&account, limit, &at, json),
+        } => {
+            let events = match at.client()? {
+                Some(c) => c.history(&account, limit)?.events,
+                None => at.at.open()?.history(&account, limit)?,
+            };
+            history(&account, &events, json)
+        }
         WalletCmd::Withdraw {
             amount,
             to,
             key,
             nonce,
             out,
+            no_follow,
+            follow_timeout,
             at,
             json,
-        } => withdraw(&amount, to, key, nonce, out, &at, json),
+        } => {
+            let w = WithdrawArgs {
+                amount,
+                to,
+                key,
+                nonce,
+                json,
+            };
+            match at.client()? {
+                Some(c) if out.is_none() => withdraw_online(&c, w, no_follow, follow_timeout),
+                client => withdraw(w, out, client.as_ref(), &at.at),
+            }
+        }
     }
 }
 
@@ -271,9 +324,96 @@ fn describe(kind: &EventKind) -> String {
     }
 }
 
-fn history(account: &Did, limit: usize, at: &LedgerDir, json: bool) -> Result<ExitCode> {
-    let view = at.open()?;
-    let events = view.history(account, limit)?;
+fn print_proof(p: &ClaimProof) {
+    println!("{}", p.address);
+    println!(
+        "claimable (cumulative)  {} ({} base units)",
+        format_tokens(p.amount.parse().unwrap_or(0)),
+        p.amount
+    );
+    println!("epoch                   {}", p.epoch);
+    println!("chain id                {}", p.chain_id);
+    println!("claims root             {}", p.root);
+    println!("leaf                    {}", p.leaf);
+    for (i, h) in p.proof.iter().enumerate() {
+        println!("proof[{i}]{:pad$}{h}", "", pad = 15 - i.to_string().len());
+    }
+}
+
+fn parse_account(account: &str) -> Result<Result<Did, EvmAddress>> {
+    if account.starts_with("0x") || account.starts_with("0X") {
+        let addr: EvmAddress = account.parse().context("not a valid EVM address")?;
+        return Ok(Err(addr));
+    }
+    let did: Did = account
+        .parse()
+        .map_err(|e| anyhow!("{account:?} is neither a did:key nor a 0x address: {e}"))?;
+    Ok(Ok(did))
+}
+
+fn balance_online(c: &Client, account: &str, json: bool) -> Result<ExitCode> {
+    match parse_account(account)? {
+        Err(addr) => {
+            let v = c.address(&addr)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let amount = |s: &str| format_tokens(s.parse().unwrap_or(0));
+            println!("{}", v.address);
+            println!(
+                "withdrawn to it (cumulative)  {}",
+                amount(&v.withdrawn_cumulative)
+            );
+            match v.published_epoch {
+                Some(e) => println!(
+                    "claimable per epoch {e} root  {} (`lode wallet proof {} --gateway {}`)",
+                    amount(&v.claimable_cumulative),
+                    v.address,
+                    c.base_url()
+                ),
+                None => println!("no epoch closed yet: nothing published"),
+            }
+            if v.unpublished != "0" {
+                println!(
+                    "in the next root            {} more (the epoch closes at {} ms)",
+                    amount(&v.unpublished),
+                    v.next_root_at_ms
+                );
+            }
+            for n in v.nodes {
+                println!("payout address of node {n}");
+            }
+        }
+        Ok(did) => {
+            let v = c.account(&did)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{did}");
+            println!(
+                "balance       {}",
+                format_tokens(v.balance.parse().unwrap_or(0))
+            );
+            println!("next nonce    {}", v.next_nonce);
+            if let Some(p) = v.pending {
+                println!(
+                    "epoch {}      weight {} of {} (effective); if it closed now: {} (+ {} unsettled fees); closes at {} ms",
+                    p.epoch,
+                    p.effective_weight,
+                    p.total_effective_weight,
+                    format_tokens(p.estimated_reward),
+                    format_tokens(p.unsettled_fees),
+                    p.epoch_ends_at_ms
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn history(account: &Did, events: &[Event], json: bool) -> Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&events)?);
         return Ok(ExitCode::SUCCESS);
@@ -281,7 +421,7 @@ fn history(account: &Did, limit: usize, at: &LedgerDir, json: bool) -> Result<Ex
     if events.is_empty() {
         println!("no history for {account}");
     }
-    for e in &events {
+    for e in events {
         let (credit, debit) = e.kind.balance_delta();
         let delta = if credit > 0 {
             format!("+{}", format_tokens(credit))
@@ -301,28 +441,52 @@ fn history(account: &Did, limit: usize, at: &LedgerDir, json: bool) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-fn withdraw(
-    amount: &str,
+struct WithdrawArgs {
+    amount: String,
     to: Option<EvmAddress>,
     key: Option<PathBuf>,
     nonce: Option<u64>,
-    out: Option<PathBuf>,
-    at: &LedgerDir,
     json: bool,
-) -> Result<ExitCode> {
-    let amount = parse_amount(amount)?;
+}
+
+/// The key, amount and destination of a withdrawal, checked locally.
+fn withdraw_params(w: &WithdrawArgs) -> Result<(KeyFile, u128, EvmAddress)> {
+    let amount = parse_amount(&w.amount)?;
     if amount == 0 {
         bail!("--amount must be positive");
     }
-    let key = key.unwrap_or_else(super::keys::default_key_path);
+    let key = w.key.clone().unwrap_or_else(super::keys::default_key_path);
     let kf = KeyFile::load(&key)?;
-    let to = to
-        .or(kf.payout_address)
-        .ok_or_else(|| anyhow!("no --to address and the key file has no payout address"))?;
-    let view = at.open()?;
-    let st = view.state();
+    let to =
+        w.to.or(kf.payout_address)
+            .ok_or_else(|| anyhow!("no --to address and the key file has no payout address"))?;
+    if to.0 == [0; 20] {
+        bail!("--to is the zero address: tokens withdrawn there can never be claimed");
+    }
+    Ok((kf, amount, to))
+}
+
+/// Signs a withdrawal (chain, nonce and balance from the gateway, or from a
+/// local ledger copy) and prints (or writes) it.
+fn withdraw(
+    w: WithdrawArgs,
+    out: Option<PathBuf>,
+    client: Option<&Client>,
+    at: &LedgerDir,
+) -> Result<ExitCode> {
+    let (kf, amount, to) = withdraw_params(&w)?;
     let did = kf.did();
-    let balance = st.balance(&did);
+    let (chain, balance, next) = match client {
+        Some(c) => {
+            let a = c.account(&did)?;
+            (c.chain_id()?, a.balance.parse().unwrap_or(0), a.next_nonce)
+        }
+        None => {
+            let view = at.open()?;
+            let st = view.state();
+            (st.chain_id(), st.balance(&did), st.next_nonce(&did))
+        }
+    };
     if balance < amount {
         bail!(
             "{did} has {} in the ledger, less than {}",
@@ -330,17 +494,10 @@ fn withdraw(
             format_tokens(amount)
         );
     }
-    let nonce = nonce.unwrap_or_else(|| st.next_nonce(&did));
-    let m = Withdraw {
-        chain: st.chain_id(),
-        to,
-        amount,
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let entry = Entry::sign(&kf.keypair, nonce, now, &m)?;
-    let text = if json {
+    let nonce = w.nonce.unwrap_or(next);
+    let m = Withdraw { chain, to, amount };
+    let entry = Entry::sign(&kf.keypair, nonce, lode_client::now_ms(), &m)?;
+    let text = if w.json {
         serde_json::to_string(&entry)?
     } else {
         serde_json::to_string_pretty(&entry)?
@@ -349,19 +506,105 @@ fn withdraw(
         "signed a withdrawal of {} from {did} to {to} (nonce {nonce})",
         format_tokens(amount)
     );
+    let submit = "submit it with `curl --data @FILE $LODE_GATEWAY/v1/entries` \
+                  (or withdraw with `lode wallet withdraw --gateway URL` instead)";
     match out {
         Some(p) => {
             std::fs::write(&p, text + "\n").with_context(|| format!("writing {}", p.display()))?;
-            if !json {
-                eprintln!("{summary} into {}", p.display());
+            if !w.json {
+                eprintln!("{summary} into {}; {submit}", p.display());
             }
         }
         None => {
             println!("{text}");
-            if !json {
-                eprintln!("{summary}; the validator applies it (`lode ledger submit`)");
+            if !w.json {
+                eprintln!("{summary}; {submit}");
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Signs, submits and follows a withdrawal through a gateway.
+fn withdraw_online(
+    c: &Client,
+    w: WithdrawArgs,
+    no_follow: bool,
+    follow_timeout_s: u64,
+) -> Result<ExitCode> {
+    let (kf, amount, to) = withdraw_params(&w)?;
+    let did = kf.did();
+    let acct = c.account(&did)?;
+    let balance: u128 = acct.balance.parse().unwrap_or(0);
+    if balance < amount {
+        bail!(
+            "{did} has {} on the network, less than {}",
+            format_tokens(balance),
+            format_tokens(amount)
+        );
+    }
+    let entry = c.sign_withdraw(&kf.keypair, to, amount, w.nonce.or(Some(acct.next_nonce)))?;
+    let say = |m: String| {
+        if !w.json {
+            println!("{m}");
+        }
+    };
+    let nonce = entry
+        .envelope()
+        .and_then(|e| lode_ledger::entry::decode_payload::<Withdraw>(e).ok())
+        .map_or(0, |p| p.nonce);
+    say(format!(
+        "withdrawing {} from {did} to {to} (nonce {nonce}): pending",
+        format_tokens(amount)
+    ));
+    let mut st = c.submit_entry(&entry)?;
+    if let Some(h) = st.height {
+        say(format!("included in block {h} (durable)"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(follow_timeout_s);
+    let mut announced = false;
+    while !no_follow && st.status != "claimable" {
+        if Instant::now() >= deadline {
+            say(format!(
+                "stopped following after {follow_timeout_s} s; the withdrawal is on the ledger: \
+                 `lode wallet proof {to} --gateway {}` once epoch {} closes",
+                c.base_url(),
+                st.epoch.unwrap_or(0)
+            ));
+            break;
+        }
+        if !announced && let (Some(e), Some(end)) = (st.epoch, st.epoch_ends_at_ms) {
+            let wait = end.saturating_sub(lode_client::now_ms());
+            say(format!(
+                "waiting for epoch {e} to close (in about {} s) and publish its claims root",
+                wait.div_ceil(1000)
+            ));
+            announced = true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        st = c.entry_status(&did, nonce)?;
+    }
+    if w.json {
+        println!("{}", serde_json::to_string(&st)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_claimable(&st, c);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_claimable(st: &EntryStatus, c: &Client) {
+    let (Some(e), Some(p)) = (st.claimable_from_epoch, &st.proof) else {
+        return;
+    };
+    println!(
+        "claimable from epoch {e}'s root: {} cumulative for {} (root {})",
+        format_tokens(p.amount.parse().unwrap_or(0)),
+        p.address,
+        p.root
+    );
+    println!(
+        "proof ready: `lode wallet proof {} --gateway {} --json`, then claim(account, cumulative, proof) on the claim contract",
+        p.address,
+        c.base_url()
+    );
 }

@@ -73,11 +73,11 @@ function publicSuffixLabels(labels) {
 }
 
 /** Registrable domain (eTLD+1) of a lower-case ASCII host, or the host itself when it has
- * none (a public suffix, a single label). Only the last 7 labels, sanitized, are looked
+ * none (a public suffix, a single label). Only the last 8 labels, sanitized, are looked
  * up, as on the Rust side; the answer's label count is mapped back onto the host. */
 export function registrableDomain(host) {
   const labels = host.split('.');
-  const tail = labels.slice(Math.max(0, labels.length - 7)).map(sanitizeLabel);
+  const tail = labels.slice(Math.max(0, labels.length - 8)).map(sanitizeLabel);
   const suffix = publicSuffixLabels(tail);
   if (suffix >= tail.length) return host;
   return labels.slice(labels.length - suffix - 1).join('.');

@@ -137,14 +137,14 @@ pub fn parse_url(input: &str) -> Result<UrlParts, UrlError> {
 /// Registrable domain of a (lower-case, ASCII) host name by the Public Suffix List, or the
 /// host itself when it has none (a public suffix, a single label).
 ///
-/// Only the last 7 labels are looked up (no rule has more than 6), each cut to 32 bytes
-/// and with anything but `[a-z0-9-]` (and a leading or trailing `-`) replaced by `a`:
-/// labels the list cannot contain, so the answer is unchanged, and the JS scorer's PSL
-/// library, which rejects such labels, sees the same clean input. The label count of
+/// Only the last 8 labels are looked up (no rule has more than 7), each cut to 32 bytes
+/// (no rule label is longer than 31) and with anything but `[a-z0-9-]` (and a leading or
+/// trailing `-`) replaced by `a`: labels no rule contains, so the answer is unchanged, and
+/// the lookup's cost is bounded. The JS scorer does exactly the same. The label count of
 /// the answer is mapped back onto the original host.
 pub fn registrable_domain(host: &str) -> String {
     let labels: Vec<&str> = host.split('.').collect();
-    let tail: Vec<String> = labels[labels.len().saturating_sub(7)..]
+    let tail: Vec<String> = labels[labels.len().saturating_sub(8)..]
         .iter()
         .map(|l| sanitize_label(l))
         .collect();
@@ -162,8 +162,8 @@ pub fn registrable_domain(host: &str) -> String {
     }
 }
 
-/// The Public Suffix List snapshot both scorers use: the rules npm `psl` 1.15.0 ships
-/// (`extension/vendor/psl.mjs` embeds the same), exported by `guard/export-psl.mjs`.
+/// The Public Suffix List snapshot both scorers use: the rules npm `psl` 1.15.0 ships, in
+/// ASCII, exported by `guard/export-psl.mjs` (`extension/psl-rules.js` holds the same).
 const PSL_RULES: &str = include_str!("../data/psl-rules.txt");
 
 fn suffix_list() -> &'static publicsuffix::List {
@@ -458,6 +458,16 @@ mod tests {
         );
         assert_eq!(parts("https://github.io/").registrable, "github.io");
         assert_eq!(parts("http://localhost/").registrable, "localhost");
+        // The deepest rule has 7 labels (a wildcard); its registrable domain has 8.
+        assert_eq!(
+            parts("https://a.x.y.001.test.code-builder-stg.platform.salesforce.com/").registrable,
+            "x.y.001.test.code-builder-stg.platform.salesforce.com"
+        );
+        // Exception rules: www.ck is registrable although *.ck is a suffix.
+        assert_eq!(parts("https://a.www.ck/").registrable, "www.ck");
+        assert_eq!(parts("https://a.b.ck/").registrable, "a.b.ck");
+        // Labels no rule has are looked up sanitized, and the real labels come back.
+        assert_eq!(parts("https://a_b.c_d.co.uk/").registrable, "c_d.co.uk");
         assert_eq!(parts("https://x.y.unknowntld/").registrable, "y.unknowntld");
     }
 

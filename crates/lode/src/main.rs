@@ -42,6 +42,9 @@ enum Command {
     Ledger(cmd::ledger::LedgerCmd),
     /// Start a whole network on this machine.
     Devnet(cmd::devnet::DevnetArgs),
+    /// Scam and phishing URL classifier: build the dataset, train, score, evaluate.
+    #[command(subcommand)]
+    Guard(cmd::guard::GuardCmd),
 }
 
 /// Short-lived commands whose output is meant for pipes (`lode keys show K | head -1`)
@@ -63,7 +66,11 @@ fn main() -> ExitCode {
     #[cfg(unix)]
     if matches!(
         cli.command,
-        Command::Keys(_) | Command::Job(_) | Command::Wallet(_) | Command::Ledger(_)
+        Command::Keys(_)
+            | Command::Job(_)
+            | Command::Wallet(_)
+            | Command::Ledger(_)
+            | Command::Guard(_)
     ) {
         quiet_on_closed_pipe();
     }
@@ -76,6 +83,7 @@ fn main() -> ExitCode {
         Command::Wallet(c) => cmd::wallet::run(c),
         Command::Ledger(c) => cmd::ledger::run(c),
         Command::Devnet(a) => cmd::devnet::run(a),
+        Command::Guard(c) => cmd::guard::run(c),
     };
     match result {
         Ok(code) => code,

@@ -45,7 +45,7 @@ fn help_lists_role_subcommands() {
     let o = lode(dir.path(), &["--help"]);
     assert!(o.status.success());
     for role in [
-        "keys", "sandbox", "node", "gateway", "job", "wallet", "ledger", "devnet",
+        "keys", "sandbox", "node", "gateway", "job", "wallet", "ledger", "devnet", "guard",
     ] {
         assert!(
             stdout(&o).contains(role),

@@ -3,6 +3,7 @@
 
 pub mod devnet;
 pub mod gateway;
+pub mod guard;
 pub mod job;
 pub mod keys;
 pub mod ledger;

@@ -26,6 +26,9 @@ done
 URL=$(sed -n 's/^listening on //p' "$DIR/gw.out" | head -1)
 [ -n "$URL" ] || { echo "gateway did not start" >&2; cat "$OUT/gateway.log" >&2; exit 1; }
 echo "fuzzing $URL for ${SECS}s"
+# /v1/events is an endless SSE stream. Module uploads (PUT) are left to the
+# hardening tests: generating their binary bodies trips an internal error of
+# schemathesis itself, not of the gateway.
 set +e
 schemathesis run "$URL/openapi.json" \
     --checks not_a_server_error \
@@ -33,6 +36,7 @@ schemathesis run "$URL/openapi.json" \
     --phases examples,coverage,fuzzing \
     --workers 2 \
     --exclude-path /v1/events \
+    --exclude-method PUT \
     --request-timeout 30 \
     --suppress-health-check all \
     --no-color 2>&1 | tee "$OUT/schemathesis.txt"

@@ -1766,6 +1766,18 @@ impl Core {
         }
     }
 
+    /// At a clean stop: seals what is pending and snapshots the ledger's state,
+    /// so the next start replays no block.
+    pub fn shutdown(&mut self, now: u64) {
+        self.seal(now);
+        match self.ledger.snapshot_head() {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "no ledger snapshot at shutdown; the next start replays more")
+            }
+        }
+    }
+
     pub fn ledger_due(&self, now: u64) -> bool {
         self.ledger.pending_len() > 0 || self.ledger.epoch_due(now)
     }

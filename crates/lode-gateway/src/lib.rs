@@ -209,7 +209,7 @@ pub async fn serve(
     sampler.abort();
     collector.abort();
     // Make whatever is queued durable before exiting.
-    app.lock().seal(http::now_ms());
+    app.lock().shutdown(http::now_ms());
     result.map_err(GatewayError::Serve)
 }
 

@@ -396,6 +396,21 @@ impl Ledger {
         Ok(Some(sealed))
     }
 
+    /// Writes a snapshot of the state at the head, if the open block is empty
+    /// and the head has none yet (e.g. at a clean shutdown, so the next open
+    /// replays no block). Returns whether one was written.
+    pub fn snapshot_head(&mut self) -> Result<bool, LedgerError> {
+        let height = self.height();
+        if self.pending_len() > 0 || height == self.last_snapshot {
+            return Ok(false);
+        }
+        let bytes = snapshot_bytes(self.state())?;
+        self.store
+            .put_snapshot(height, &bytes, self.config.keep_snapshots)?;
+        self.last_snapshot = height;
+        Ok(true)
+    }
+
     // ------------------------------------------------------------------
     // Queries backed by the store
 

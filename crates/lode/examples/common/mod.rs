@@ -81,11 +81,12 @@ pub fn lode_bin() -> PathBuf {
 /// the process and its URL.
 pub fn start_gateway(bin: &Path, data_dir: &Path, extra: &[String]) -> (Kill, String) {
     let mut gw = Command::new(bin);
-    gw.args(["gateway", "--data-dir"])
-        .arg(data_dir)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(Stdio::piped());
+    gw.args(["gateway", "--data-dir"]).arg(data_dir);
+    // A free port unless `extra` names the address (a restart on the same one).
+    if !extra.iter().any(|a| a == "--listen") {
+        gw.args(["--listen", "127.0.0.1:0"]);
+    }
+    gw.args(extra).stdout(Stdio::piped());
     child_log(&mut gw, "gateway");
     let mut gw = gw.spawn().expect("gateway");
     let mut line = String::new();

@@ -3,7 +3,7 @@
 //! gateway's `wallet_api.rs` for the routes.
 
 use crate::{Client, ClientError, now_ms};
-use lode_ledger::{ClaimProof, Entry, Event, Transfer, Withdraw};
+use lode_ledger::{ClaimProof, Entry, Event, SignedEntry, Transfer, Withdraw};
 use lode_proto::{Did, EvmAddress, Keypair};
 use serde::{Deserialize, Serialize};
 
@@ -120,13 +120,7 @@ impl Client {
         amount: u128,
         nonce: Option<u64>,
     ) -> Result<Entry, ClientError> {
-        let chain = self.chain_id()?;
-        let nonce = match nonce {
-            Some(n) => n,
-            None => self.account(&key.did())?.next_nonce,
-        };
-        let m = Withdraw { chain, to, amount };
-        Entry::sign(key, nonce, now_ms(), &m).map_err(|e| ClientError::Sign(e.to_string()))
+        self.sign_entry(key, nonce, |chain| Withdraw { chain, to, amount })
     }
 
     /// Signs a transfer like [`Client::sign_withdraw`].
@@ -138,17 +132,28 @@ impl Client {
         memo: String,
         nonce: Option<u64>,
     ) -> Result<Entry, ClientError> {
+        self.sign_entry(key, nonce, |chain| Transfer {
+            chain,
+            to,
+            amount,
+            memo,
+        })
+    }
+
+    /// Signs an account entry for the gateway's chain with `nonce`, or the
+    /// account's next nonce as the gateway reports it.
+    fn sign_entry<T: SignedEntry>(
+        &self,
+        key: &Keypair,
+        nonce: Option<u64>,
+        message: impl FnOnce(lode_proto::Hash32) -> T,
+    ) -> Result<Entry, ClientError> {
         let chain = self.chain_id()?;
         let nonce = match nonce {
             Some(n) => n,
             None => self.account(&key.did())?.next_nonce,
         };
-        let m = Transfer {
-            chain,
-            to,
-            amount,
-            memo,
-        };
-        Entry::sign(key, nonce, now_ms(), &m).map_err(|e| ClientError::Sign(e.to_string()))
+        Entry::sign(key, nonce, now_ms(), &message(chain))
+            .map_err(|e| ClientError::Sign(e.to_string()))
     }
 }

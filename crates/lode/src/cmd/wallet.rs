@@ -260,16 +260,8 @@ fn balance(account: &str, at: &LedgerDir, json: bool) -> Result<ExitCode> {
             super::ledger::ppm(u64::from(n.reward_bps) * 100)
         );
     }
-    if let Some(p) = pending {
-        println!(
-            "epoch {}      weight {} of {} (effective); if it closed now: {} (+ {} unsettled fees); closes at {} ms",
-            p.epoch,
-            p.effective_weight,
-            p.total_effective_weight,
-            format_tokens(p.estimated_reward),
-            format_tokens(p.unsettled_fees),
-            p.epoch_ends_at_ms
-        );
+    if let Some(p) = &pending {
+        print_pending(p);
     }
     for n in operated {
         println!("operates      {n}");
@@ -397,16 +389,8 @@ fn balance_online(c: &Client, account: &str, json: bool) -> Result<ExitCode> {
                 format_tokens(v.balance.parse().unwrap_or(0))
             );
             println!("next nonce    {}", v.next_nonce);
-            if let Some(p) = v.pending {
-                println!(
-                    "epoch {}      weight {} of {} (effective); if it closed now: {} (+ {} unsettled fees); closes at {} ms",
-                    p.epoch,
-                    p.effective_weight,
-                    p.total_effective_weight,
-                    format_tokens(p.estimated_reward),
-                    format_tokens(p.unsettled_fees),
-                    p.epoch_ends_at_ms
-                );
+            if let Some(p) = &v.pending {
+                print_pending(p);
             }
         }
     }
@@ -606,5 +590,18 @@ fn print_claimable(st: &EntryStatus, c: &Client) {
         "proof ready: `lode wallet proof {} --gateway {} --json`, then claim(account, cumulative, proof) on the claim contract",
         p.address,
         c.base_url()
+    );
+}
+
+/// The open epoch's line of `wallet balance`: weight and what it would earn now.
+fn print_pending(p: &lode_ledger::PendingEarnings) {
+    println!(
+        "epoch {}      weight {} of {} (effective); if it closed now: {} (+ {} unsettled fees); closes at {} ms",
+        p.epoch,
+        p.effective_weight,
+        p.total_effective_weight,
+        format_tokens(p.estimated_reward),
+        format_tokens(p.unsettled_fees),
+        p.epoch_ends_at_ms
     );
 }

@@ -565,17 +565,6 @@ impl Db {
         })
     }
 
-    pub fn jobs(&self) -> Result<Vec<(u64, JobRecord)>, DbError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(JOBS)?;
-        let mut out = vec![];
-        for row in t.iter()? {
-            let (k, v) = row?;
-            out.push((k.value(), canonical::decode(v.value())?));
-        }
-        Ok(out)
-    }
-
     /// Undecided results of one job: (unit, node, record).
     pub fn reports(&self, job: u64) -> Result<Vec<(u32, Did, ReportRecord)>, DbError> {
         let tx = self.db.begin_read()?;

@@ -90,7 +90,7 @@ pub fn flag_evidence(flag: &Flag, job: Option<JobId>) -> FlagEvidence {
             claimed_speed,
             last_observed_speed,
         } => format!(
-            "{slow_results} of {results} results slower than a quarter of the claimed {claimed_speed} fuel/s (last observed {last_observed_speed} fuel/s)"
+            "{slow_results} of {results} results far slower (beyond the slow tolerance) than the claimed {claimed_speed} fuel/s (last observed {last_observed_speed} fuel/s)"
         ),
         Flag::HighDissent { invalid, verified } => {
             format!("{invalid} of {verified} verified results rejected by the quorum")

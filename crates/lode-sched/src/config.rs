@@ -46,16 +46,23 @@ impl Default for ReputationRules {
 /// Thresholds of the behaviour flags.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlagRules {
-    /// A result implying a speed above `claimed × tolerance` is `TooFast`; one below
-    /// `claimed / tolerance` counts as slow.
+    /// A result implying a speed above `claimed × tolerance` is `TooFast`.
     pub speed_tolerance: u32,
+    /// A result implying a speed below `claimed / slow_tolerance` counts as slow.
+    /// Wider than `speed_tolerance`: fuel per second depends on the instruction mix
+    /// (a C sieve burns ~6× less fuel per second than the self-benchmark's loop on
+    /// the CI machine) and an everyday machine shares its cores with its owner, so
+    /// an honest node is often several times slower than its benchmark. Slowness
+    /// only costs the scheduler time; being too fast is impossible without cheating.
+    #[serde(default = "default_slow_tolerance")]
+    pub slow_tolerance: u32,
     /// Samples needed before a ratio-based flag can be raised.
     pub min_samples: u32,
     /// `SlowerThanClaimed` when more than this share (‰) of results are slow.
     pub slow_permille: u32,
     /// Time between assignment and result that is never held against a node's
     /// speed: queueing in the node's batch, result batching and network round trips.
-    /// A result is slow only when `elapsed − grace` exceeds `tolerance ×` the
+    /// A result is slow only when `elapsed − grace` exceeds `slow_tolerance ×` the
     /// run time the claimed speed implies. Without it every node running short
     /// units looks slow (their run time is dwarfed by fixed overhead).
     pub slow_grace_ms: u64,
@@ -78,6 +85,10 @@ fn default_region_spread() -> u32 {
     1_500
 }
 
+fn default_slow_tolerance() -> u32 {
+    16
+}
+
 fn default_max_claimed_speed() -> u64 {
     50_000_000_000
 }
@@ -86,6 +97,7 @@ impl Default for FlagRules {
     fn default() -> Self {
         Self {
             speed_tolerance: 4,
+            slow_tolerance: default_slow_tolerance(),
             min_samples: 10,
             slow_permille: 500,
             slow_grace_ms: 2_000,

@@ -911,14 +911,15 @@ fn behaviour_flags_carry_evidence() {
         });
     }
     assert!(flagged);
-    // A node whose results come back 10× slower than it claims.
+    // A node whose results come back 40× slower than it claims (0.5 Gfuel in 20 s:
+    // beyond the 2 s grace plus 16× the 0.5 s its claim implies).
     let mut flagged = false;
     for _ in 0..12 {
         let a = req(&mut s, 2, 1, now);
         if a.is_empty() {
             break;
         }
-        let (_, d) = submit(&mut s, 2, a[0].unit, digest(1), now + 5_000);
+        let (_, d) = submit(&mut s, 2, a[0].unit, digest(1), now + 20_000);
         flagged |= d.iter().any(|d| {
             matches!(
                 d,
@@ -928,7 +929,7 @@ fn behaviour_flags_carry_evidence() {
                 }
             )
         });
-        now += 5_000;
+        now += 20_000;
     }
     assert!(flagged);
     // Short units whose results come back within the grace (queueing, batching,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Browser test of the gateway's web dashboard.
+# Browser tests: the gateway's web dashboard, then the browser-node extension.
 #
 #   tests/browser/run.sh path/to/lode
 #
@@ -7,7 +7,9 @@
 # then drives headless Chromium (Debian's
 # /usr/bin/chromium) with Playwright (tests/browser/dashboard.mjs): nodes online,
 # the job at 100%, the earnings and ledger views. Screenshots go to
-# tests/browser/out/ (dashboard.png and one per view). Everything started here
+# tests/browser/out/ (dashboard.png and one per view).
+# Then extension.mjs loads extension/ unpacked and drives onboarding, a report,
+# the feed, the epoch reward and the popup (see its header). Everything started here
 # is stopped on exit, success or not.
 set -euo pipefail
 
@@ -69,3 +71,5 @@ fi
 start_network
 echo "network up at $GATEWAY_URL"
 LODE_DASHBOARD_URL="$GATEWAY_URL" node "$HERE/dashboard.mjs"
+# The browser node: the unpacked extension against the same network.
+LODE_GATEWAY_URL="$GATEWAY_URL" LODE_BIN="$LODE" node "$HERE/extension.mjs"

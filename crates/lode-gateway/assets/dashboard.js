@@ -563,6 +563,39 @@
     $('emission-chart').replaceChildren(emissionChart(t));
   }
 
+  function reportsChart(days) {
+    const W = 900, H = 160, pad = { l: 44, r: 10, t: 12, b: 24 };
+    const max = niceMax(Math.max(1, ...days.map((d) => Number(d.reports))));
+    const { svg, y } = frame(W, H, pad, max);
+    const bw = (W - pad.l - pad.r) / Math.max(1, days.length);
+    days.forEach((d, i) => {
+      const v = Number(d.reports);
+      svg.append(s('rect', { class: 'bar-rect', x: pad.l + i * bw + 2, y: y(v), width: Math.max(1, bw - 4), height: y(0) - y(v) },
+        s('title', {}, `${new Date(Number(d.day_ms)).toISOString().slice(0, 10)}: ${v} reports`)));
+    });
+    return svg;
+  }
+
+  async function loadData() {
+    const r = await fetch('/v1/data/stats', { cache: 'no-store' });
+    if (!r.ok) return;
+    const d = await r.json();
+    $('data-cards').replaceChildren(
+      card('Feed size', count(d.feed_size), 'domains listed (hash prefixes)', 'feed-size'),
+      card('Confirmed', count(d.domains.confirmed), 'paid to their reporters', 'data-confirmed'),
+      card('Pending', count(d.domains.pending), `below k = ${d.k}; never published`, 'data-pending'),
+      card('Rejected', count(d.domains.rejected), 'judged benign'),
+      card('Browser nodes online', count(d.browser_nodes_online), 'heartbeat in the last 5 h', 'browsers-online'),
+    );
+    const days = d.reports_per_day || [];
+    $('data-caption').textContent = `${days.reduce((a, x) => a + Number(x.reports), 0)} reports in the last 14 days · k = ${d.k}`;
+    $('data-chart').replaceChildren(reportsChart(days));
+    const rows = (d.top_contributors || []).map((t) => h('tr', { class: 'contributor' },
+      h('td', {}, h('a', { href: '#/earnings/' + encodeURIComponent(t.node), text: short(t.node, 18), title: t.node })),
+      h('td', { class: 'num', text: count(t.confirmed_reports) })));
+    fill($('data-top').tBodies[0], rows, 2, 'No confirmed reports yet.');
+  }
+
   // ------------------------------------------------------------ routing
 
   function go(view, arg) {
@@ -571,7 +604,7 @@
 
   function route() {
     const parts = location.hash.replace(/^#\/?/, '').split('/');
-    const view = ['overview', 'earnings', 'ledger', 'tokenomics'].includes(parts[0]) ? parts[0] : 'overview';
+    const view = ['overview', 'earnings', 'ledger', 'tokenomics', 'data'].includes(parts[0]) ? parts[0] : 'overview';
     const arg = parts[1] ? decodeURIComponent(parts.slice(1).join('/')) : null;
     state.view = view;
     state.arg = arg;
@@ -609,6 +642,10 @@
       loadBlocks().catch(() => {});
     }
     if (state.view === 'tokenomics') renderTokenomics(snap);
+    if (state.view === 'data' && state.dataHeight !== height) {
+      state.dataHeight = height;
+      loadData().catch(() => {});
+    }
   }
 
   // ------------------------------------------------------------ live data

@@ -57,6 +57,8 @@ pub struct CoreConfig {
     pub module_quota_bytes: u64,
     /// How long an uploaded module is kept while no open job uses it.
     pub module_grace_ms: u64,
+    /// Browser nodes' reports: k-anonymity, window, rates (see [`crate::data`]).
+    pub data: crate::data::DataConfig,
 }
 
 impl Default for CoreConfig {
@@ -72,6 +74,7 @@ impl Default for CoreConfig {
             region_spread_permille: anticheat::DEFAULT_REGION_SPREAD_PERMILLE,
             module_quota_bytes: 256 << 20,
             module_grace_ms: 3_600_000,
+            data: crate::data::DataConfig::default(),
         }
     }
 }
@@ -125,6 +128,8 @@ pub struct Core {
     cancels: HashMap<Did, Vec<wire::UnitRef>>,
     guard: ReplayGuard,
     pub metrics: Arc<Metrics>,
+    /// Browser nodes' reports and the threat feed (see [`crate::data_api`]).
+    pub(crate) data: crate::data_api::DataState,
     /// Flags raised against nodes, with evidence (newest [`MAX_FLAG_EVIDENCE`]
     /// per node; persisted in the node's `NodeRecord::flags`).
     flag_evidence: HashMap<Did, Vec<FlagEvidence>>,
@@ -226,7 +231,9 @@ impl Core {
         now: u64,
     ) -> Result<Self, crate::GatewayError> {
         let next_job = db.next_job()?;
+        let data = crate::data_api::DataState::new(cfg.data.clone());
         let mut core = Core {
+            data,
             cfg,
             sched,
             ledger,
@@ -269,6 +276,7 @@ impl Core {
         self.db.commit(&batch)?;
         // After the escrows and receipts the penalties may refer to.
         self.recover_outbox()?;
+        crate::data_api::recover(self)?;
         self.ledger
             .seal_block(now)
             .map_err(|e| crate::GatewayError::Recovery(e.to_string()))?;
@@ -1530,6 +1538,10 @@ impl Core {
     /// Hands a penalty or multiplier change to the ledger, keeping it in the
     /// gateway store's outbox first so that a crash before the next sealed block
     /// does not lose it (`recover_outbox` submits it again).
+    pub(crate) fn submit_gateway_entry(&mut self, e: Entry) {
+        self.submit_penalty(e)
+    }
+
     fn submit_penalty(&mut self, e: Entry) {
         let after_height = self.ledger.state().height();
         let seq = self.outbox_seq;
@@ -1711,6 +1723,7 @@ impl Core {
 
     /// Lease expiry and silent nodes. Returns whether work became available.
     pub fn tick(&mut self, now: u64) -> bool {
+        crate::data_api::tick(self, now);
         let mut out = Vec::new();
         self.sched.tick(now, &mut out);
         let timeout = self.cfg.heartbeat_timeout_ms;

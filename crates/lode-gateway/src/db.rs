@@ -14,6 +14,7 @@
 //! | `summaries` | job seq (u64) | [`JobSummary`]: a closed job's view, so it costs nothing at start |
 //! | `by_wire` | job id (32 bytes) | job seq (u64) |
 //! | `modules` | module sha256 | [`ModuleRecord`]: who uploaded it, its size, when |
+//! | `data_domains` | registrable domain | [`crate::data::DomainRec`]: a reported domain, its reports and status |
 //!
 //! Start-up reads only `open_jobs` (and what they name) and the outbox: a job
 //! leaves `open_jobs` once its settlement is in a sealed block, so restart cost
@@ -38,6 +39,7 @@ const OPEN_JOBS: TableDefinition<'_, u64, ()> = TableDefinition::new("open_jobs"
 const SUMMARIES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("summaries");
 const BY_WIRE: TableDefinition<'_, &[u8], u64> = TableDefinition::new("by_wire");
 const MODULES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("modules");
+const DATA_DOMAINS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("data_domains");
 
 /// Version of the table layout (see the module doc).
 const SCHEMA: u64 = 2;
@@ -279,6 +281,7 @@ impl Db {
         tx.open_table(SUMMARIES)?;
         tx.open_table(BY_WIRE)?;
         tx.open_table(MODULES)?;
+        tx.open_table(DATA_DOMAINS)?;
         tx.commit()?;
         let db = Self {
             db: std::sync::Arc::new(db),
@@ -450,6 +453,48 @@ impl Db {
             out.push((unit, canonical::decode(v.value())?));
         }
         Ok(out)
+    }
+
+    /// Every stored reported domain. A record that does not decode is skipped
+    /// (and named in the second list): one bad row never stops a start.
+    pub fn data_domains(&self) -> Result<(Vec<crate::data::DomainRec>, Vec<String>), DbError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(DATA_DOMAINS)?;
+        let (mut ok, mut bad) = (vec![], vec![]);
+        for row in t.iter()? {
+            let (k, v) = row?;
+            match canonical::decode(v.value()) {
+                Ok(r) => ok.push(r),
+                Err(_) => bad.push(k.value().to_string()),
+            }
+        }
+        Ok((ok, bad))
+    }
+
+    /// Writes (or, with `None`, deletes) reported domains, in one durable commit.
+    pub fn data_put(
+        &self,
+        recs: &[(&str, Option<&crate::data::DomainRec>)],
+    ) -> Result<(), DbError> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(DATA_DOMAINS)?;
+            for (d, r) in recs {
+                match r {
+                    Some(r) => {
+                        t.insert(*d, canonical::encode(r)?.as_slice())?;
+                    }
+                    None => {
+                        t.remove(*d)?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Keeps `rec` under `seq` (committed, fsync'd).

@@ -260,7 +260,11 @@ fn entry_amounts(e: &Entry) -> (Option<Amount>, Option<u64>) {
             None,
         ),
         Entry::EpochClose(c) => (Some(c.distributed.saturating_add(c.vested)), None),
-        Entry::RegisterNode(_) | Entry::Penalty(_) | Entry::AdjustNode(_) => (None, None),
+        Entry::RegisterNode(_)
+        | Entry::Penalty(_)
+        | Entry::AdjustNode(_)
+        | Entry::ReportCredit(_)
+        | Entry::PublishModel(_) => (None, None),
     }
 }
 

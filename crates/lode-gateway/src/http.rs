@@ -174,6 +174,7 @@ pub fn router(app: App) -> Router {
         .route("/openapi.json", get(openapi))
         .merge(crate::dashboard::routes())
         .merge(crate::wallet_api::routes())
+        .merge(crate::data_api::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(l.max_body_bytes))
@@ -184,7 +185,23 @@ pub fn router(app: App) -> Router {
         }))
         .layer(middleware::from_fn_with_state(app.clone(), body_budget))
         .layer(middleware::from_fn_with_state(app.clone(), guard_ip))
+        .layer(extension_cors())
         .with_state(app)
+}
+
+/// Cross-origin access for browser extensions only (the browser node calls the
+/// gateway from its `chrome-extension://` origin, with no host permission);
+/// web pages get no CORS grant, so no site can drive a visitor's gateway calls.
+pub fn extension_cors() -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(|origin, _| {
+            let o = origin.as_bytes();
+            o.starts_with(b"chrome-extension://") || o.starts_with(b"moz-extension://")
+        }))
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(3600))
 }
 
 /// The most body bytes a route reads.
@@ -333,7 +350,7 @@ fn open_binary<T: Message>(body: Result<Bytes, BytesRejection>) -> Result<Opened
 }
 
 /// A JSON envelope from the requester API, signature-checked.
-fn open_json<T: Message>(bytes: &[u8]) -> Result<(Envelope, Opened<T>), ApiError> {
+pub(crate) fn open_json<T: Message>(bytes: &[u8]) -> Result<(Envelope, Opened<T>), ApiError> {
     let env: Envelope = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request(
             "malformed_json",
@@ -766,6 +783,7 @@ async fn ledger_info(State(app): State<App>) -> Response {
             "epoch": l.state().epoch(),
             "epoch_ends_at_ms": l.state().epoch_end_ms(),
             "supply": l.state().supply(),
+            "guard_model": crate::data_api::published_model_json(&core),
         }),
     )
 }

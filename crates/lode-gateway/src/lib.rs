@@ -8,6 +8,9 @@
 pub mod anticheat;
 pub mod api_error;
 pub mod core;
+pub mod data;
+pub mod data_api;
+
 pub mod dashboard;
 pub mod db;
 pub mod devnet;

@@ -92,6 +92,8 @@ pub struct Metrics {
     pub connections_refused: Counter,
     /// Requests refused because the gateway's body-memory budget was in use.
     pub bodies_refused: Counter,
+    /// Browser nodes' reports accepted (new ones; duplicates not counted).
+    pub data_reports: Counter,
 }
 
 impl Metrics {
@@ -141,6 +143,13 @@ impl Metrics {
             c,
             "Requests refused while the request-body memory budget was in use.",
             self.bodies_refused.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_data_reports_total",
+            c,
+            "Scam/phishing reports accepted from browser nodes.",
+            self.data_reports.get(),
         );
         write_metric(
             &mut s,

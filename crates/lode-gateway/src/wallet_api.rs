@@ -2,8 +2,9 @@
 //! entry status and claim proofs out. Everything `lode wallet --gateway` needs,
 //! with nothing local but the key.
 //!
-//! * `POST /v1/entries` — a signed `Withdraw` or `Transfer` ledger entry (the
-//!   JSON `lode wallet withdraw --json` prints). Checked at once (kind, payout
+//! * `POST /v1/entries` — a signed `Withdraw`, `Transfer` or `RegisterNode`
+//!   ledger entry (the JSON `lode wallet withdraw --json` prints; browser nodes
+//!   register themselves this way). Checked at once (kind, payout
 //!   address, then signature, chain, nonce and balance by the ledger, which
 //!   changes nothing on error), then the block holding it is sealed (fsync)
 //!   before the answer: acknowledged means durable. The nonce is the account's
@@ -27,7 +28,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lode_ledger::entry::decode_payload;
 use lode_ledger::{
-    ClaimProof, Entry, EntryError, EventKind, LedgerError, StandardMerkleTree, Transfer, Withdraw,
+    ClaimProof, Entry, EntryError, EventKind, LedgerError, RegisterNode, StandardMerkleTree,
+    Transfer, Withdraw,
 };
 use lode_proto::{Did, EvmAddress, Hash32};
 use serde::Deserialize;
@@ -191,11 +193,23 @@ impl EntryInfo {
                     withdraw_to: None,
                 })
             }
+            Entry::RegisterNode(env) => {
+                let p = decode_payload::<RegisterNode>(env)
+                    .map_err(|e| malformed("register_node", e))?;
+                Ok(EntryInfo {
+                    kind: "register_node",
+                    signer: env.signer,
+                    nonce: p.nonce,
+                    amount: 0,
+                    to: p.message.payout.to_checksummed(),
+                    withdraw_to: None,
+                })
+            }
             other => Err(ApiError::bad_request(
                 "not_account_entry",
                 format!(
-                    "{} entries are not accepted here: POST /v1/entries takes signed withdraw and transfer entries \
-                     (nodes register through the node channel, escrows come with POST /v1/jobs)",
+                    "{} entries are not accepted here: POST /v1/entries takes signed withdraw, transfer and register_node entries \
+                     (escrows come with POST /v1/jobs)",
                     other.kind_name()
                 ),
             )),

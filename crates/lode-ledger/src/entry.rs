@@ -100,6 +100,9 @@ pub enum ContributionKind {
     Data,
     /// Storage provided, in byte-epochs (not measured yet).
     Storage,
+    /// Confirmed scam/phishing reports from browser nodes: one per domain per
+    /// Sybil group (see [`ReportCredit`]).
+    Report,
 }
 
 impl ContributionKind {
@@ -109,6 +112,7 @@ impl ContributionKind {
             Self::Uptime => "uptime",
             Self::Data => "data",
             Self::Storage => "storage",
+            Self::Report => "report",
         }
     }
 }
@@ -130,6 +134,8 @@ pub enum PenaltyReason {
     SharedIdentity,
     /// Anything else; the detail text says what.
     Other,
+    /// Reported a site as harmful that was later judged benign.
+    BenignReport,
 }
 
 impl PenaltyReason {
@@ -141,6 +147,7 @@ impl PenaltyReason {
             Self::ImpossibleSpeed => "impossible_speed",
             Self::SharedIdentity => "shared_identity",
             Self::Other => "other",
+            Self::BenignReport => "benign_report",
         }
     }
 }
@@ -332,6 +339,37 @@ pub struct AdjustNode {
     pub reason: String,
 }
 
+/// Most report units one [`ReportCredit`] may carry.
+pub const MAX_REPORT_CREDIT: u64 = 1_000;
+
+/// A browser node's report of a scam or phishing domain was confirmed: credits
+/// `amount` units of [`ContributionKind::Report`] to the node for this epoch.
+/// Written by the gateway that aggregated the reports, once per (domain, node):
+/// the ledger refuses a second credit for the same pair. `domain` is the
+/// SHA-256 of the registrable domain (as the threat feed keys it); `groups` is
+/// how many distinct Sybil groups reported it when it was confirmed; `detail`
+/// says by which rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportCredit {
+    pub domain: Hash32,
+    #[serde(deserialize_with = "cached_did::one")]
+    pub node: Did,
+    pub amount: u64,
+    pub groups: u32,
+    pub detail: String,
+}
+
+/// The network's community model `name` (e.g. the scam classifier, `lode-guard`)
+/// is now the one hashing to `sha256` (the SHA-256 its self-hashed file records).
+/// Browsers check the model a gateway serves against this before using it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishModel {
+    pub name: String,
+    pub sha256: Hash32,
+    pub feature_version: u32,
+    pub detail: String,
+}
+
 /// Full weight in basis points.
 pub const FULL_BPS: u32 = 10_000;
 
@@ -350,6 +388,8 @@ pub enum Entry {
     EpochClose(EpochClose),
     Penalty(Penalty),
     AdjustNode(AdjustNode),
+    ReportCredit(ReportCredit),
+    PublishModel(PublishModel),
 }
 
 impl Entry {
@@ -377,6 +417,8 @@ impl Entry {
             Entry::EpochClose(_) => "epoch_close",
             Entry::Penalty(_) => "penalty",
             Entry::AdjustNode(_) => "adjust_node",
+            Entry::ReportCredit(_) => "report_credit",
+            Entry::PublishModel(_) => "publish_model",
         }
     }
 
@@ -429,6 +471,8 @@ impl Entry {
             Entry::EpochClose(c) => serde_json::to_value(c).unwrap_or_default(),
             Entry::Penalty(p) => serde_json::to_value(p).unwrap_or_default(),
             Entry::AdjustNode(a) => serde_json::to_value(a).unwrap_or_default(),
+            Entry::ReportCredit(r) => serde_json::to_value(r).unwrap_or_default(),
+            Entry::PublishModel(m) => serde_json::to_value(m).unwrap_or_default(),
         };
         json!({ "kind": self.kind_name(), "entry": body })
     }

@@ -85,6 +85,12 @@ pub enum EntryError {
     InvalidBps(u32),
     #[error("a genesis entry may only appear alone in block 0")]
     GenesisOutsideBlockZero,
+    #[error("the report of domain {domain} was already credited to {node}")]
+    ReportAlreadyCredited { domain: Hash32, node: Did },
+    #[error("a report credit carries between 1 and {max} units, not {0}", max = crate::entry::MAX_REPORT_CREDIT)]
+    ReportAmount(u64),
+    #[error("model {name} is already published with hash {sha256}")]
+    ModelAlreadyPublished { name: String, sha256: Hash32 },
     #[error("internal inconsistency: {0}")]
     Internal(&'static str),
 }

@@ -11,7 +11,7 @@
 //! where `items` is every entry of every state map, encoded as
 //! `tag ‖ canonical(key) ‖ canonical(value)` (tags: 1 accounts, 2 nodes,
 //! 3 jobs, 4 credited units, 5 owed fees, 6 current-epoch work, 7 claims,
-//! 8 allocations, 9 epoch records), and LtHash is the homomorphic set hash of
+//! 8 allocations, 9 epoch records, 10 report credits, 11 published models), and LtHash is the homomorphic set hash of
 //! [`crate::lthash`]. The root is a function of the state alone (not of its
 //! history), and updating it costs O(items changed in the block).
 //!
@@ -25,9 +25,9 @@
 use crate::amount::{Amount, serde_amount};
 use crate::block::{self, BLOCK_VERSION, Block, MAX_BLOCK_ENTRIES};
 use crate::entry::{
-    AdjustNode, Entry, EpochClose, FULL_BPS, JobEscrow, JobId, MAX_QUORUM, MAX_TEXT_LEN, Payout,
-    Penalty, PenaltyReason, RegisterNode, Settlement, Transfer, Withdraw, WorkReceipt,
-    decode_payload,
+    AdjustNode, ContributionKind, Entry, EpochClose, FULL_BPS, JobEscrow, JobId, MAX_QUORUM,
+    MAX_TEXT_LEN, Payout, Penalty, PenaltyReason, RegisterNode, Settlement, Transfer, Withdraw,
+    WorkReceipt, decode_payload,
 };
 use crate::error::{BlockError, EntryError};
 use crate::genesis::{AllocationRole, Genesis, GenesisError};
@@ -36,6 +36,9 @@ use crate::merkle::{MerkleError, StandardMerkleTree};
 use crate::par;
 use crate::rewards::{gini, mul_div_floor, split_pro_rata};
 use crate::tracked::TrackedMap;
+
+pub mod models;
+mod reports;
 use lode_proto::canonical::CanonicalError;
 use lode_proto::envelope::Payload;
 use lode_proto::{Did, Envelope, EvmAddress, Hash32, Message};
@@ -281,6 +284,14 @@ pub enum EventKind {
         reward_bps: u32,
         reason: String,
     },
+    /// A browser node's report was confirmed (see [`crate::entry::ReportCredit`]).
+    ReportCredited {
+        node: Did,
+        domain: Hash32,
+        amount: u64,
+        weight: u128,
+        detail: String,
+    },
 }
 
 impl EventKind {
@@ -389,7 +400,7 @@ pub struct EntryCtx {
 /// A rollback point.
 #[derive(Debug, Clone)]
 pub struct Mark {
-    maps: [usize; 9],
+    maps: [usize; 11],
     totals: Totals,
     events: usize,
 }
@@ -410,6 +421,11 @@ pub struct State {
     claims: TrackedMap<EvmAddress, Amount>,
     allocations: TrackedMap<String, AllocationState>,
     epochs: TrackedMap<u64, EpochRecord>,
+    /// (domain hash, node) → height of its [`crate::entry::ReportCredit`]
+    /// (see [`crate::reports`]).
+    pub(crate) report_credits: TrackedMap<(Hash32, [u8; 32]), u64>,
+    /// Community models in force by name (see [`models`]).
+    pub(crate) models: TrackedMap<String, models::ModelRecord>,
     /// Commitment to the maps as of the last commit.
     lthash: LtHash,
     /// Totals as of the last commit.
@@ -432,6 +448,8 @@ const TAG_WORK: u8 = 6;
 const TAG_CLAIM: u8 = 7;
 const TAG_ALLOCATION: u8 = 8;
 const TAG_EPOCH: u8 = 9;
+const TAG_REPORT_CREDIT: u8 = 10;
+const TAG_MODEL: u8 = 11;
 
 fn item_bytes<K: Serialize, V: Serialize>(tag: u8, k: &K, v: &V) -> Vec<u8> {
     let mut buf = Vec::with_capacity(96);
@@ -594,6 +612,8 @@ impl State {
             claims: TrackedMap::default(),
             allocations: TrackedMap::default(),
             epochs: TrackedMap::default(),
+            report_credits: TrackedMap::default(),
+            models: TrackedMap::default(),
             lthash: LtHash::new(),
             committed_totals: Totals::default(),
             committed_root: Hash32::default(),
@@ -944,6 +964,8 @@ impl State {
         map_items(TAG_CLAIM, &self.claims, &mut items);
         map_items(TAG_ALLOCATION, &self.allocations, &mut items);
         map_items(TAG_EPOCH, &self.epochs, &mut items);
+        map_items(TAG_REPORT_CREDIT, &self.report_credits, &mut items);
+        map_items(TAG_MODEL, &self.models, &mut items);
         lthash_of(&items)
     }
 
@@ -1237,6 +1259,8 @@ impl State {
                 self.claims.mark(),
                 self.allocations.mark(),
                 self.epochs.mark(),
+                self.report_credits.mark(),
+                self.models.mark(),
             ],
             totals: self.totals.clone(),
             events: self.events.as_ref().map_or(0, Vec::len),
@@ -1256,6 +1280,8 @@ impl State {
         self.claims.rollback(m[6]);
         self.allocations.rollback(m[7]);
         self.epochs.rollback(m[8]);
+        self.report_credits.rollback(m[9]);
+        self.models.rollback(m[10]);
         self.totals = mark.totals.clone();
         if let Some(ev) = &mut self.events {
             ev.truncate(mark.events);
@@ -1279,6 +1305,8 @@ impl State {
         map_delta(TAG_CLAIM, &self.claims, &mut items);
         map_delta(TAG_ALLOCATION, &self.allocations, &mut items);
         map_delta(TAG_EPOCH, &self.epochs, &mut items);
+        map_delta(TAG_REPORT_CREDIT, &self.report_credits, &mut items);
+        map_delta(TAG_MODEL, &self.models, &mut items);
         let mut lt = self.lthash.clone();
         lt.add(&lthash_of(&items));
         let root = root_of(&self.totals, &lt);
@@ -1295,6 +1323,8 @@ impl State {
         self.claims.commit();
         self.allocations.commit();
         self.epochs.commit();
+        self.report_credits.commit();
+        self.models.commit();
         self.lthash = lt;
         self.committed_totals = self.totals.clone();
         self.committed_root = root;
@@ -1425,6 +1455,8 @@ impl State {
             Entry::EpochClose(c) => self.apply_epoch_close(c, ctx),
             Entry::Penalty(p) => self.apply_penalty(p, ctx),
             Entry::AdjustNode(a) => self.apply_adjust(a, ctx),
+            Entry::ReportCredit(r) => self.apply_report_credit(r, ctx),
+            Entry::PublishModel(m) => self.apply_publish_model(m, ctx.height),
         };
         if r.is_err() {
             self.rollback(&mark);
@@ -1634,6 +1666,44 @@ impl State {
         Ok(())
     }
 
+    /// A registered node's record (a copy to modify), or `UnknownNode`.
+    fn node_record(&self, node: &Did) -> Result<Node, EntryError> {
+        self.nodes
+            .get(node)
+            .cloned()
+            .ok_or(EntryError::UnknownNode(*node))
+    }
+
+    /// What crediting `amount` of `kind` to `node` adds, checked and changing
+    /// nothing: (the weight, the node's new epoch weight, the epoch's new total).
+    fn weigh(
+        &self,
+        node: &Did,
+        kind: ContributionKind,
+        amount: u64,
+    ) -> Result<(u128, u128, u128), EntryError> {
+        let weight = self
+            .genesis
+            .weight(kind)
+            .ok_or(EntryError::UnweightedKind(kind))?;
+        let w = u128::from(amount)
+            .checked_mul(weight.into())
+            .ok_or(EntryError::Overflow("weight"))?;
+        let node_work = self
+            .work
+            .get(node)
+            .copied()
+            .unwrap_or(0)
+            .checked_add(w)
+            .ok_or(EntryError::Overflow("node weight"))?;
+        let epoch_weight = self
+            .totals
+            .epoch_weight
+            .checked_add(w)
+            .ok_or(EntryError::Overflow("epoch weight"))?;
+        Ok((w, node_work, epoch_weight))
+    }
+
     fn apply_receipt(&mut self, r: &WorkReceipt) -> Result<(), EntryError> {
         let job = self
             .jobs
@@ -1643,15 +1713,8 @@ impl State {
         if job.closed {
             return Err(EntryError::JobClosed(r.job));
         }
-        let mut node = self
-            .nodes
-            .get(&r.node)
-            .ok_or(EntryError::UnknownNode(r.node))?
-            .clone();
-        let weight = self
-            .genesis
-            .weight(r.kind)
-            .ok_or(EntryError::UnweightedKind(r.kind))?;
+        let mut node = self.node_record(&r.node)?;
+        let (w, node_work, epoch_weight) = self.weigh(&r.node, r.kind, r.amount)?;
         if r.quorum.is_empty() || r.quorum.len() > MAX_QUORUM {
             return Err(EntryError::QuorumSize(r.quorum.len()));
         }
@@ -1685,18 +1748,6 @@ impl State {
                 needed: fee,
             });
         }
-        let w = u128::from(r.amount)
-            .checked_mul(weight.into())
-            .ok_or(EntryError::Overflow("weight"))?;
-        let node_work = self.work.get(&r.node).copied().unwrap_or(0);
-        let node_work = node_work
-            .checked_add(w)
-            .ok_or(EntryError::Overflow("node weight"))?;
-        let epoch_weight = self
-            .totals
-            .epoch_weight
-            .checked_add(w)
-            .ok_or(EntryError::Overflow("epoch weight"))?;
         // All checks passed; mutate.
         self.credited.insert(key, ());
         let owed_key = (r.job, *r.node.public_key_bytes());
@@ -1985,6 +2036,8 @@ impl State {
             claims: &self.claims,
             allocations: &self.allocations,
             epochs: &self.epochs,
+            report_credits: &self.report_credits,
+            models: &self.models,
         };
         postcard::to_allocvec(&s).map_err(|e| SnapshotError::Decode(e.to_string()))
     }
@@ -2012,6 +2065,8 @@ impl State {
             claims: s.claims,
             allocations: s.allocations,
             epochs: s.epochs,
+            report_credits: s.report_credits,
+            models: s.models,
             lthash: LtHash::new(),
             committed_totals: s.totals,
             committed_root: Hash32::default(),
@@ -2025,7 +2080,8 @@ impl State {
     }
 }
 
-const SNAPSHOT_VERSION: u32 = 1;
+/// 2: report credits and published models.
+const SNAPSHOT_VERSION: u32 = 2;
 
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
@@ -2043,6 +2099,8 @@ struct SnapshotRef<'a> {
     claims: &'a TrackedMap<EvmAddress, Amount>,
     allocations: &'a TrackedMap<String, AllocationState>,
     epochs: &'a TrackedMap<u64, EpochRecord>,
+    report_credits: &'a TrackedMap<(Hash32, [u8; 32]), u64>,
+    models: &'a TrackedMap<String, models::ModelRecord>,
 }
 
 #[derive(Deserialize)]
@@ -2061,6 +2119,8 @@ struct SnapshotOwned {
     claims: TrackedMap<EvmAddress, Amount>,
     allocations: TrackedMap<String, AllocationState>,
     epochs: TrackedMap<u64, EpochRecord>,
+    report_credits: TrackedMap<(Hash32, [u8; 32]), u64>,
+    models: TrackedMap<String, models::ModelRecord>,
 }
 
 /// Why a snapshot could not be taken or loaded.

@@ -46,15 +46,6 @@ fn operator() -> Keypair {
     kp(50)
 }
 
-fn replay(blocks: &[Block]) -> State {
-    let mut s = State::from_genesis_block(&blocks[0]).unwrap();
-    for b in &blocks[1..] {
-        s = apply(&s, b).unwrap();
-        assert_eq!(s.state_root(), b.header.state_root);
-    }
-    s
-}
-
 #[test]
 fn fees_rewards_and_refunds_add_up_exactly() {
     let (mut p, mut blocks) = start();

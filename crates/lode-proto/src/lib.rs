@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod canonical;
+pub mod data;
 pub mod did;
 pub mod envelope;
 pub mod evm;

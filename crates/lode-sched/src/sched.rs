@@ -1670,7 +1670,8 @@ impl<K: NodeKey> Scheduler<K> {
             self.nodes[nix as usize].stats.too_fast += 1;
             self.raise(nix, flag, true, out);
         } else if elapsed_ms > fr.slow_grace_ms
-            && fuel_ms * u128::from(fr.slow_tolerance.max(1)) < claimed * u128::from(elapsed_ms - fr.slow_grace_ms)
+            && fuel_ms * u128::from(fr.slow_tolerance.max(1))
+                < claimed * u128::from(elapsed_ms - fr.slow_grace_ms)
         {
             let n = &mut self.nodes[nix as usize];
             n.stats.slow += 1;

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Net, inputs, run_sha256};
+use common::{Net, get, inputs, post, run_sha256};
 use lode_evm::{ClaimArgs, ClaimContract, Evm, EvmError, Revert};
 use lode_ledger::{ClaimProof, Entry, RegisterNode, Withdraw};
 use lode_proto::{EvmAddress, Hash32, KeyFile};
@@ -59,24 +59,6 @@ fn amount(v: &Value) -> u128 {
         .unwrap_or_else(|| panic!("{v} is not a decimal string"))
         .parse()
         .unwrap()
-}
-
-/// POSTs raw bytes to the gateway; returns (status, JSON body).
-fn post(url: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
-    let r = reqwest::blocking::Client::new()
-        .post(format!("{url}{path}"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .expect("post");
-    let status = r.status().as_u16();
-    (status, r.json().unwrap_or(Value::Null))
-}
-
-fn get(url: &str, path: &str) -> (u16, Value) {
-    let r = reqwest::blocking::get(format!("{url}{path}")).expect("get");
-    let status = r.status().as_u16();
-    (status, r.json().unwrap_or(Value::Null))
 }
 
 fn code(r: &(u16, Value)) -> (u16, &str) {

@@ -150,6 +150,16 @@ pub fn receipt(job: JobId, unit: u64, node: Did, fuel: u64, mut quorum: Vec<Did>
     })
 }
 
+/// Replays blocks from genesis, checking every state root; the final state.
+pub fn replay(blocks: &[Block]) -> State {
+    let mut s = State::from_genesis_block(&blocks[0]).unwrap();
+    for b in &blocks[1..] {
+        s = apply(&s, b).unwrap();
+        assert_eq!(s.state_root(), b.header.state_root);
+    }
+    s
+}
+
 pub fn signer(l: &Ledger) -> Signer<'_> {
     Signer { state: l.state() }
 }

@@ -46,6 +46,9 @@ pub struct DevnetArgs {
     /// Epoch length of a new chain, in milliseconds (short, so rewards appear quickly).
     #[arg(long, default_value_t = 60_000)]
     pub epoch_ms: u64,
+    /// Distinct reporters (Sybil groups) a domain needs before the threat feed lists it.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub data_k: u32,
     /// Memory each node offers to work units in total, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 1024)]
     pub node_memory_mib: u64,
@@ -506,6 +509,8 @@ fn start_and_supervise(
         &args.epoch_ms.to_string(),
         "--poll-timeout-ms",
         "5000",
+        "--data-k",
+        &args.data_k.to_string(),
     ]
     .iter()
     .map(|s| s.to_string())

@@ -53,7 +53,7 @@ pub struct GatewayArgs {
     /// Time between handing out a unit and its result that is never counted
     /// against a node's claimed speed (queueing and round trips), in ms. A node
     /// is flagged `SlowerThanClaimed` when most results take longer than this
-    /// plus 4× the run time its claimed speed implies.
+    /// plus 16× the run time its claimed speed implies.
     #[arg(long, default_value_t = lode_sched::FlagRules::default().slow_grace_ms, value_name = "MS")]
     pub slow_grace_ms: u64,
     /// Module bytes one identity may keep stored; uploads also need a funded account.
@@ -71,6 +71,17 @@ pub struct GatewayArgs {
     /// Longest pause between two pieces of a request body, in ms.
     #[arg(long, default_value_t = 15_000, value_name = "MS")]
     pub body_timeout_ms: u64,
+    /// Browser nodes' reports: distinct Sybil groups (IP group or operator) that
+    /// must report a domain before it is published in the threat feed.
+    #[arg(long, default_value_t = 5, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub data_k: u32,
+    /// How long reports of a not-yet-published domain count, in seconds (after
+    /// the newest one); then they expire unpublished.
+    #[arg(long, default_value_t = 7 * 86_400, value_name = "S")]
+    pub data_window_s: u64,
+    /// Reports one browser node may send per hour (a Sybil group: 4× this).
+    #[arg(long, default_value_t = 60, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub data_reports_per_hour: u32,
 }
 
 fn parse_fund(s: &str) -> Result<(String, Did, u128)> {
@@ -147,6 +158,10 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode> {
     cfg.sched.flags.slow_grace_ms = args.slow_grace_ms;
     cfg.core.module_quota_bytes = args.module_quota_mib.saturating_mul(1 << 20);
     cfg.core.module_grace_ms = args.module_grace_s.saturating_mul(1000);
+    cfg.core.data.k = args.data_k;
+    cfg.core.data.window_ms = args.data_window_s.saturating_mul(1000);
+    cfg.core.data.per_node_per_hour = args.data_reports_per_hour;
+    cfg.core.data.per_group_per_hour = args.data_reports_per_hour.saturating_mul(4);
     cfg.conn.header_timeout = std::time::Duration::from_millis(args.header_timeout_ms.max(100));
     cfg.conn.max_per_ip = args.max_conns_per_ip.max(1);
     cfg.http.body_timeout = std::time::Duration::from_millis(args.body_timeout_ms.max(100));

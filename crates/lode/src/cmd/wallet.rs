@@ -313,6 +313,12 @@ fn describe(kind: &EventKind) -> String {
         EventKind::RewardWeightSet {
             reward_bps, reason, ..
         } => format!("reward multiplier set to {reward_bps} bps: {reason}"),
+        EventKind::ReportCredited {
+            amount,
+            weight,
+            detail,
+            ..
+        } => format!("report credited ({amount} unit, weight {weight}): {detail}"),
     }
 }
 

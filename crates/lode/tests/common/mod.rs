@@ -7,6 +7,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// POSTs raw bytes (JSON) to the gateway; returns (status, JSON body or null).
+pub fn post(url: &str, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{url}{path}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .expect("post");
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(serde_json::Value::Null))
+}
+
+/// GETs from the gateway; returns (status, JSON body or null).
+pub fn get(url: &str, path: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::blocking::get(format!("{url}{path}")).expect("get");
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(serde_json::Value::Null))
+}
+
 pub fn lode_bin() -> &'static str {
     env!("CARGO_BIN_EXE_lode")
 }

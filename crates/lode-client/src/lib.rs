@@ -369,6 +369,31 @@ impl Client {
         self.handle(self.http.get(self.url(path)).send())
     }
 
+    /// The network's labelled URLs for retraining the scam classifier
+    /// (`GET /v1/data/labels.tsv`: confirmed reports, flagged false positives), as text.
+    pub fn guard_labels(&self) -> Result<String, ClientError> {
+        let r = self
+            .http
+            .get(self.url("/v1/data/labels.tsv"))
+            .send()
+            .map_err(|source| ClientError::Connect {
+                url: self.base.clone(),
+                source,
+            })?;
+        let status = r.status();
+        let text = r
+            .text()
+            .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        if !status.is_success() {
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                code: "http_error".into(),
+                message: text.chars().take(200).collect(),
+            });
+        }
+        Ok(text)
+    }
+
     fn post_envelope<T: DeserializeOwned>(
         &self,
         path: &str,

@@ -572,6 +572,21 @@ impl Book {
         m
     }
 
+    /// Decided domains for training the classifier: (confirmed, rejected), sorted.
+    /// Both passed k-anonymity (k groups reported them), so they may be published.
+    pub fn labels(&self) -> (Vec<&str>, Vec<&str>) {
+        let mut confirmed = Vec::new();
+        let mut rejected = Vec::new();
+        for r in self.domains.values() {
+            match r.status {
+                DomainStatus::Confirmed { .. } => confirmed.push(r.domain.as_str()),
+                DomainStatus::Rejected { .. } => rejected.push(r.domain.as_str()),
+                _ => {}
+            }
+        }
+        (confirmed, rejected)
+    }
+
     /// Nodes by confirmed (credited) reports, most first.
     pub fn top_contributors(&self, limit: usize) -> Vec<(Did, u64)> {
         let mut m: HashMap<Did, u64> = HashMap::new();

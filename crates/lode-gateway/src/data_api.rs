@@ -17,7 +17,9 @@
 //! * `GET /v1/data/feed/{prefix}` — the full hashes (and status) under a prefix.
 //! * `GET /v1/data/stats` — for the dashboard's Data view.
 //! * `GET /v1/guard/model` — the classifier's model file, for browsers that score
-//!   locally (opt-in).
+//!   locally (opt-in); its hash is published on the ledger (`PublishModel`).
+//! * `GET /v1/data/labels.tsv` — confirmed and rejected domains as labelled URLs,
+//!   the network's contribution to `lode guard dataset --reports URL`.
 //!
 //! CORS: browsers may call these (and the few read endpoints the extension
 //! needs) only from `chrome-extension://` origins; web pages get no CORS grant.
@@ -128,6 +130,33 @@ pub fn routes() -> Router<App> {
         .route("/v1/data/feed/{prefix}", get(feed_prefix))
         .route("/v1/data/stats", get(stats))
         .route("/v1/guard/model", get(guard_model))
+        .route("/v1/data/labels.tsv", get(labels))
+}
+
+/// The network's labels for retraining the classifier, in `lode guard`'s dataset
+/// format: confirmed domains as phishing, domains judged benign (false positives
+/// users flagged) as benign. Only decided domains, which k groups reported.
+async fn labels(State(app): State<App>) -> Response {
+    let core = app.lock();
+    let (confirmed, rejected) = core.data.book.labels();
+    let mut out = String::from(lode_guard::dataset::HEADER);
+    out.push('\n');
+    for (label, source, list) in [
+        ("phishing", "lode-confirmed-reports", &confirmed),
+        ("benign", "lode-false-positives", &rejected),
+    ] {
+        for d in list.iter() {
+            out.push_str(&format!("{label}\t{source}\thttps://{d}/\n"));
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/tab-separated-values; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
 }
 
 /// The community classifier's model file (self-hashed: `lode guard` and the

@@ -353,7 +353,7 @@ async fn bad_requests_get_the_json_error_shape() {
 }
 
 #[test]
-fn openapi_describes_the_dashboard_routes() {
+fn openapi_describes_the_dashboard_and_data_routes() {
     let doc: Value =
         serde_json::from_str(lode_gateway::openapi::OPENAPI_JSON).expect("openapi.json is JSON");
     for path in [
@@ -365,6 +365,14 @@ fn openapi_describes_the_dashboard_routes() {
         "/v1/ledger/blocks",
         "/v1/ledger/blocks/{height}",
         "/v1/accounts/{did}/earnings",
+        "/v1/data/reports",
+        "/v1/data/heartbeat",
+        "/v1/data/mine",
+        "/v1/data/feed",
+        "/v1/data/feed/{prefix}",
+        "/v1/data/stats",
+        "/v1/data/labels.tsv",
+        "/v1/guard/model",
     ] {
         assert!(
             doc["paths"][path].is_object(),

@@ -319,6 +319,18 @@ fn k_distinct_groups_list_confirm_and_get_paid_across_a_kill_9() {
         .collect();
     assert_eq!(credited.len(), 1, "the first reporter is credited");
 
+    // The decided domain is a labelled URL for retraining the classifier
+    // (`lode guard dataset --reports URL` reads this), in the dataset format.
+    let tsv = reqwest::blocking::get(format!("{}/v1/data/labels.tsv", net.url))
+        .and_then(|r| r.text())
+        .expect("labels");
+    let ex = lode_guard::dataset::parse_tsv(&tsv).expect("labels parse as a dataset");
+    assert_eq!(ex.len(), 1, "{tsv}");
+    assert!(
+        ex[0].phishing && ex[0].url == format!("https://{domain}/"),
+        "{tsv}"
+    );
+
     // kill -9: the book and the feed come back as they were.
     net.kill9_gateway();
     net.start_gateway();

@@ -30,6 +30,10 @@ pub enum GuardCmd {
         /// confirmed reports and flagged false positives.
         #[arg(long, value_name = "FILE")]
         extra: Option<PathBuf>,
+        /// Also take the network's labels from this gateway: its confirmed reports
+        /// (phishing) and the domains judged benign (`GET /v1/data/labels.tsv`).
+        #[arg(long, value_name = "GATEWAY_URL")]
+        reports: Option<String>,
         #[arg(long, default_value_t = BuildConfig::default().seed)]
         seed: u64,
         /// Print a JSON object instead of text.
@@ -133,14 +137,27 @@ pub fn run(cmd: GuardCmd) -> Result<ExitCode> {
             node_modules,
             out,
             extra,
+            reports,
             seed,
             json,
         } => {
             let lists = lode_guard::sources::read_lists(&node_modules)?;
-            let extra = match extra {
+            let mut extra = match extra {
                 Some(p) => read_examples(&p)?.0,
                 None => Vec::new(),
             };
+            if let Some(url) = reports {
+                let text = lode_client::Client::new(&url)?
+                    .guard_labels()
+                    .with_context(|| format!("reading the network's labels from {url}"))?;
+                // A network with no decided domain yet has only the header.
+                if text.lines().nth(1).is_some() {
+                    let ex = dataset::parse_tsv(&text)
+                        .with_context(|| format!("the labels {url} served"))?;
+                    eprintln!("{} labelled URLs from the network ({url})", ex.len());
+                    extra.extend(ex);
+                }
+            }
             let cfg = BuildConfig {
                 seed,
                 ..BuildConfig::default()

@@ -16,7 +16,9 @@
 //     the warning, a benign local site is not, a community-confirmed domain the
 //     classifier does not flag still warns, "this is a mistake" continues; the model
 //     used is the one whose hash the ledger publishes; scoring time per URL in the
-//     browser is measured.
+//     browser is measured;
+//  8. idle: with every extension page closed, the extension's process uses no
+//     steady CPU (its CPU time over 10 s, read from /proc).
 //
 //   LODE_GATEWAY_URL=http://127.0.0.1:PORT LODE_BIN=target/debug/lode node extension.mjs
 // (tests/browser/run.sh starts the network and calls this after the dashboard test.)
@@ -56,6 +58,21 @@ async function metric(name) {
   const m = t.match(new RegExp('^' + name + ' (\\d+)', 'm'));
   return m ? Number(m[1]) : 0;
 }
+/** CPU seconds (user + system) of Chromium's extension processes, from /proc. */
+function extensionCpuSeconds() {
+  let total = null;
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (!cmd.includes('--extension-process')) continue;
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total = (total || 0) + (Number(f[11]) + Number(f[12])) / 100;
+    } catch (_) { /* the process went away */ }
+  }
+  return total;
+}
+
 async function until(what, f, ms = 60_000) {
   const end = Date.now() + ms;
   for (;;) {
@@ -252,6 +269,21 @@ try {
   const perUrl = await sw.evaluate(async () => globalThis.lode.benchScore(2000));
   console.log(`  scoring in the browser: ${(perUrl * 1000).toFixed(1)} µs per URL (2,000 URLs, the published model)`);
   if (perUrl > 1) fail(`scoring takes ${perUrl} ms per URL`);
+
+  // ---- 8. idle CPU: only the service worker is left (it sleeps between alarms).
+  for (const p of context.pages()) if (p.url().startsWith(`chrome-extension://${extId}/`)) await p.close();
+  const cpu = extensionCpuSeconds();
+  if (cpu != null) {
+    await sleep(2000);
+    const a = extensionCpuSeconds();
+    await sleep(10_000);
+    const b = extensionCpuSeconds();
+    const share = (b - a) / 10;
+    console.log(`  idle: the extension's process used ${(b - a).toFixed(2)} s of CPU in 10 s (${(share * 100).toFixed(2)} % of a core)`);
+    if (share > 0.02) fail(`the idle extension uses ${(share * 100).toFixed(1)} % of a core`);
+  } else {
+    console.log('  idle: no extension process found in /proc; CPU not measured');
+  }
 
   if (problems.length) fail(problems.join('\n'));
   console.log('extension test passed');

@@ -301,8 +301,9 @@ async function refresh() {
     return out;
   }
   try {
-    const c = await chain();
     const ledger = await send('GET', '/v1/ledger', null, null);
+    chainCache = { id: unhex(ledger.chain_id), hex: ledger.chain_id };
+    const c = chainCache;
     const acct = await send('GET', `/v1/accounts/${sg.did}`, null, null);
     const hist = await send('GET', `/v1/accounts/${sg.did}/history?limit=50`, null, null);
     const events = Array.isArray(hist.events) ? hist.events : [];
@@ -317,6 +318,11 @@ async function refresh() {
       penalties: pick('penalized'),
       registered: acct.node,
     };
+    if (s.payout) {
+      const a = await send('GET', `/v1/addresses/${s.payout}`, null, null);
+      out.earnings.claimable = a.claimable_cumulative;
+      out.earnings.withdrawn = a.withdrawn_cumulative;
+    }
     const read = await seal(sg, 'read', { chain: c.id }, randomNonce(), Date.now());
     out.reports = await send('POST', '/v1/data/mine', read, null);
   } catch (e) {

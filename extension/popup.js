@@ -46,6 +46,9 @@ async function renderNetwork() {
   $('balance').dataset.base = e.balance;
   $('pending').textContent = tokens(e.pending && (e.pending.estimated_reward || e.pending.reward || 0), 4);
   $('epoch').textContent = `${e.epoch} · ends ${new Date(Number(e.epoch_ends_at_ms)).toLocaleTimeString()}`;
+  $('claimable-line').textContent = e.claimable != null
+    ? `Claimable on the EVM chain for your payout address: ${tokens(e.claimable, 6)} (withdrawn so far ${tokens(e.withdrawn, 6)}). Withdraw with \`lode wallet withdraw --key\` and the exported key file.`
+    : 'Set a payout address to see what it can claim on the EVM chain.';
   const rows = e.rewards.map((w) => el('tr', { class: 'reward' }, el('td', { text: String(w.epoch) }), el('td', { class: 'num', text: tokens(w.amount, 6) })));
   $('rewards').tBodies[0].replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { colspan: '2', class: 'muted', text: 'No rewards yet.' }))]));
   msg('earn-msg', e.registered ? '' : 'Not registered yet: set a payout address (or report a site) to register.');

@@ -9,7 +9,7 @@ mod common;
 
 use common::{Net, get, inputs, post, run_sha256};
 use lode_evm::{ClaimArgs, ClaimContract, Evm, EvmError, Revert};
-use lode_ledger::{ClaimProof, Entry, RegisterNode, Withdraw};
+use lode_ledger::{AdjustNode, ClaimProof, Entry, Withdraw};
 use lode_proto::{EvmAddress, Hash32, KeyFile};
 use serde_json::Value;
 use std::path::Path;
@@ -171,12 +171,12 @@ fn a_contributor_withdraws_over_the_network_and_claims_in_the_evm() {
         code(&post(url, "/v1/entries", body(&e))),
         (400, "bad_address")
     );
-    let reg = RegisterNode {
-        chain,
-        operator: kf.did(),
-        payout,
-    };
-    let e = Entry::sign(&kf.keypair, n0, 0, &reg).unwrap();
+    // (A validator-authored kind; register_node is taken, for browser nodes.)
+    let e = Entry::AdjustNode(AdjustNode {
+        node: kf.did(),
+        reward_bps: 10_000,
+        reason: "mine".into(),
+    });
     assert_eq!(
         code(&post(url, "/v1/entries", body(&e))),
         (400, "not_account_entry")

@@ -350,7 +350,23 @@ fn k_distinct_groups_list_confirm_and_get_paid_across_a_kill_9() {
         std::thread::sleep(Duration::from_millis(250));
     }
     net.stop_gateway();
+    // Anyone can replay the chain, report credits and the published model included.
+    let out = std::process::Command::new(common::lode_bin())
+        .args(["ledger", "verify"])
+        .arg(net.ledger_dir())
+        .output()
+        .expect("verify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let view = LedgerView::open(&net.ledger_dir()).expect("ledger");
+    assert!(
+        view.state()
+            .published_model(lode_gateway::data_api::GUARD_MODEL_NAME)
+            .is_some()
+    );
     let h = domain_hash(domain);
     assert!(view.state().is_report_credited(&h, &keys[0].did()));
     let events = view.history(&keys[0].did(), 100).expect("history");

@@ -319,15 +319,46 @@ fn k_distinct_groups_list_confirm_and_get_paid_across_a_kill_9() {
         .collect();
     assert_eq!(credited.len(), 1, "the first reporter is credited");
 
-    // The decided domain is a labelled URL for retraining the classifier
+    // A benign site two groups report: listed, never confirmed (the classifier
+    // disagrees, and 2k groups did not report it); two other groups say it is a
+    // mistake: rejected, out of the feed, and each harmful reporter penalized.
+    let benign = "example-bakery.com";
+    let more: Vec<Keypair> = (0..4).map(|_| Keypair::generate().expect("key")).collect();
+    for k in &more {
+        api.register(k);
+    }
+    api.report(&more[0], benign);
+    let (_, v) = api.report(&more[1], benign);
+    assert_eq!(v["status"], "corroborated", "{v}");
+    assert!(api.listed(benign));
+    for k in &more[2..] {
+        let env = api.seal(k, &api.report_msg(benign, ReportVerdict::Mistake));
+        let (s, v) = api.post("/v1/data/reports", &env);
+        assert_eq!(s, 201, "{v}");
+    }
+    assert!(!api.listed(benign), "a domain judged benign left the feed");
+    let fate = &api.mine(&more[0])[0];
+    assert_eq!(
+        (fate["status"].as_str(), fate["penalized"].as_bool()),
+        (Some("rejected"), Some(true)),
+        "{fate}"
+    );
+
+    // The decided domains are labelled URLs for retraining the classifier
     // (`lode guard dataset --reports URL` reads this), in the dataset format.
     let tsv = reqwest::blocking::get(format!("{}/v1/data/labels.tsv", net.url))
         .and_then(|r| r.text())
         .expect("labels");
     let ex = lode_guard::dataset::parse_tsv(&tsv).expect("labels parse as a dataset");
-    assert_eq!(ex.len(), 1, "{tsv}");
+    assert_eq!(ex.len(), 2, "{tsv}");
     assert!(
-        ex[0].phishing && ex[0].url == format!("https://{domain}/"),
+        ex.iter()
+            .any(|e| e.phishing && e.url == format!("https://{domain}/")),
+        "{tsv}"
+    );
+    assert!(
+        ex.iter()
+            .any(|e| !e.phishing && e.url == format!("https://{benign}/")),
         "{tsv}"
     );
 
@@ -367,6 +398,20 @@ fn k_distinct_groups_list_confirm_and_get_paid_across_a_kill_9() {
             .published_model(lode_gateway::data_api::GUARD_MODEL_NAME)
             .is_some()
     );
+    for k in &more[..2] {
+        let events = view.history(&k.did(), 100).expect("history");
+        assert!(
+            events.iter().any(|e| matches!(
+                &e.kind,
+                lode_ledger::EventKind::Penalized {
+                    reason: lode_ledger::PenaltyReason::BenignReport,
+                    detail,
+                    ..
+                } if detail.contains(benign)
+            )),
+            "{events:?}"
+        );
+    }
     let h = domain_hash(domain);
     assert!(view.state().is_report_credited(&h, &keys[0].did()));
     let events = view.history(&keys[0].did(), 100).expect("history");

@@ -462,6 +462,13 @@ impl Storage {
         (out, entries)
     }
 
+    /// Marks `node` as seen (the end of a long poll that brought nothing).
+    pub fn touch(&self, node: &Did, now: u64) {
+        if let Some(n) = self.lock().nodes.get_mut(node) {
+            n.last_seen_ms = now;
+        }
+    }
+
     /// Whether `node` has tasks waiting.
     pub fn has_tasks(&self, node: &Did) -> bool {
         self.lock()

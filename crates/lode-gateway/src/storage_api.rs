@@ -339,7 +339,12 @@ async fn node_storage(
     let o = env.open_signed::<StoragePoll>()?;
     let node = o.signer;
     let mut rx = st.subscribe();
-    let poll_ms = st.cfg.poll_timeout_ms;
+    // A waiting poll must come back well within the offline grace period.
+    let poll_ms = st
+        .cfg
+        .poll_timeout_ms
+        .min(st.cfg.offline_grace_ms / 3)
+        .max(50);
     let first = {
         let now = now_ms();
         let mut core = app.lock();
@@ -380,6 +385,8 @@ async fn node_storage(
                     MAX_TASK_BYTES,
                 )
                 .0;
+        } else {
+            st.touch(&node, now_ms());
         }
     }
     Ok(binary(&StorageTasks {

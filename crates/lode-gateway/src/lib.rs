@@ -136,7 +136,7 @@ pub fn open(cfg: &GatewayConfig) -> Result<App, GatewayError> {
     let sched = lode_sched::Scheduler::new(sched_cfg, seed)
         .map_err(|e| GatewayError::Sched(e.to_string()))?;
     let core = Core::open(cfg.core.clone(), sched, ledger, db, modules, http::now_ms())?;
-    let storage = storage::Storage::open(&cfg.data_dir, cfg.storage.clone())?;
+    let storage = storage::Storage::open(&cfg.data_dir, cfg.storage.clone(), http::now_ms())?;
     Ok(App::new(core, cfg.http.clone()).with_storage(storage))
 }
 

@@ -186,6 +186,9 @@ pub struct Storage {
     staging: PathBuf,
     /// Bumped when tasks are queued (wakes long polls).
     tasks: watch::Sender<u64>,
+    /// When this process opened the store: holders not heard from since get
+    /// the grace period from here (a restart loses no share).
+    started_ms: u64,
 }
 
 /// The groups of every node online on the node channel.
@@ -208,7 +211,7 @@ fn random_below(n: u64) -> u64 {
 }
 
 impl Storage {
-    pub fn open(data_dir: &Path, cfg: StorageConfig) -> Result<Self, StorageError> {
+    pub fn open(data_dir: &Path, cfg: StorageConfig, now: u64) -> Result<Self, StorageError> {
         let db = Database::create(data_dir.join("storage.redb")).map_err(db_err)?;
         let tx = db.begin_write().map_err(db_err)?;
         tx.open_table(FILES).map_err(db_err)?;
@@ -241,6 +244,7 @@ impl Storage {
             db,
             staging,
             tasks,
+            started_ms: now,
         })
     }
 
@@ -751,11 +755,10 @@ impl Storage {
             }
         }
         let grace = self.cfg.offline_grace_ms;
+        let started = self.started_ms;
         let online = |g: &Inner, d: &Did| {
-            groups.contains_key(d)
-                && g.nodes
-                    .get(d)
-                    .is_some_and(|n| now.saturating_sub(n.last_seen_ms) <= grace)
+            let seen = g.nodes.get(d).map_or(started, |n| n.last_seen_ms);
+            now.saturating_sub(seen) <= grace
         };
         let mut repairs = Vec::new();
         let ids: Vec<Hash32> = g.files.keys().copied().collect();

@@ -258,6 +258,30 @@ fn put_get_survive_kills_audit_penalize_repair_and_pay() {
     let hist = history_text(&net, &h_ok);
     assert!(hist.contains("fee"), "{hist}");
 
+    // The gateway is killed (-9) and restarted: the contract, its holders and
+    // their shares are all still there.
+    net.kill9_gateway();
+    net.start_gateway();
+    net.wait_nodes(NODES - victims.len(), Duration::from_secs(60));
+    let v = status(&net, &id);
+    assert_eq!(v["live_shares"], 5, "{v}");
+    let got3 = net.dir.path().join("got3.bin");
+    lode_ok(&[
+        "storage".as_ref(),
+        "get".as_ref(),
+        id.as_ref(),
+        "--out".as_ref(),
+        got3.as_os_str(),
+        "--key".as_ref(),
+        &key,
+        "--gateway".as_ref(),
+        net.url.as_ref(),
+    ]);
+    assert!(
+        std::fs::read(&got3).unwrap() == bytes,
+        "after a gateway kill -9"
+    );
+
     // Anyone can replay the chain (storage contracts, shares, receipts,
     // penalties, settlements).
     net.stop_gateway();

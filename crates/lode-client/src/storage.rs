@@ -138,7 +138,7 @@ impl Client {
         let (k, n) = (usize::from(manifest.k), usize::from(manifest.n));
         let mut shares: Vec<Option<Vec<u8>>> = vec![None; n];
         let mut used = vec![];
-        for i in 0..n {
+        for (i, slot) in shares.iter_mut().enumerate() {
             if used.len() == k {
                 break;
             }
@@ -154,7 +154,7 @@ impl Client {
             match r {
                 Ok(b) => {
                     on_share(i, Ok(()));
-                    shares[i] = Some(b);
+                    *slot = Some(b);
                     used.push(i);
                 }
                 Err(e) => on_share(i, Err(e)),

@@ -146,7 +146,7 @@ impl ShareStore {
             share: c.share,
         };
         let raw = std::fs::read(&lp).map_err(|_| missing())?;
-        if raw.len() < LEAVES_HEADER || (raw.len() - LEAVES_HEADER) % 32 != 0 {
+        if raw.len() < LEAVES_HEADER || !(raw.len() - LEAVES_HEADER).is_multiple_of(32) {
             return Err(damaged());
         }
         let share_len = u64::from_le_bytes(raw[0..8].try_into().map_err(|_| damaged())?);

@@ -121,7 +121,7 @@ pub fn detection_probability(lost: f64, challenges: u64) -> f64 {
 /// probability at least `confidence` (`None` when `lost` is 0 or
 /// `confidence` is not below 1).
 pub fn challenges_needed(lost: f64, confidence: f64) -> Option<u64> {
-    if !(lost > 0.0 && lost <= 1.0) || !(0.0..1.0).contains(&confidence) {
+    if !(lost > 0.0 && lost <= 1.0 && (0.0..1.0).contains(&confidence)) {
         return None;
     }
     if lost >= 1.0 {

@@ -57,7 +57,7 @@ impl Layout {
         if k == 0 || k >= n || n > MAX_SHARES {
             return Err(CodingError::BadShareCounts { k, n });
         }
-        if shard_bytes < 2 || shard_bytes % 2 != 0 {
+        if shard_bytes < 2 || !shard_bytes.is_multiple_of(2) {
             return Err(CodingError::BadShardBytes(shard_bytes));
         }
         // share_len * n must fit comfortably in u64.
@@ -148,7 +148,7 @@ pub fn encode(layout: &Layout, data: &[u8]) -> Result<Vec<Vec<u8>>, CodingError>
             }
         };
         let mut padded = vec![0u8; shard];
-        for i in 0..k {
+        for (i, share) in shares.iter_mut().enumerate().take(k) {
             let a = (i * shard).min(len);
             let b = ((i + 1) * shard).min(len);
             let piece: &[u8] = if b - a == shard {
@@ -158,7 +158,7 @@ pub fn encode(layout: &Layout, data: &[u8]) -> Result<Vec<Vec<u8>>, CodingError>
                 padded[..b - a].copy_from_slice(&stripe[a..b]);
                 &padded
             };
-            shares[i].extend_from_slice(piece);
+            share.extend_from_slice(piece);
             e.add_original_shard(piece).map_err(rs)?;
         }
         let result = e.encode().map_err(rs)?;

@@ -167,7 +167,7 @@ impl Manifest {
 }
 
 fn check_chunk(c: u32) -> Result<(), ManifestError> {
-    if !(merkle::MIN_CHUNK_BYTES..=merkle::MAX_CHUNK_BYTES).contains(&c) || c % 2 != 0 {
+    if !(merkle::MIN_CHUNK_BYTES..=merkle::MAX_CHUNK_BYTES).contains(&c) || !c.is_multiple_of(2) {
         return Err(ManifestError::ChunkBytes(c));
     }
     Ok(())

@@ -194,7 +194,7 @@ pub fn verify(
                 expected: used + 1,
             })?;
             used += 1;
-            h = if i % 2 == 0 {
+            h = if i.is_multiple_of(2) {
                 node_hash(&h, s)
             } else {
                 node_hash(s, &h)

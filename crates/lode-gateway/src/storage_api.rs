@@ -43,6 +43,10 @@ pub fn max_node_storage_bytes(app: &App) -> usize {
 /// Share bytes handed to a node in one poll answer.
 const MAX_TASK_BYTES: usize = 64 << 20;
 
+/// Largest share accepted: a share travels whole in one node-channel answer,
+/// and nodes read answers of at most 64 MiB.
+pub const MAX_SHARE_BYTES: u64 = 48 << 20;
+
 pub fn routes(app: &App) -> Router<App> {
     let put_limit = app
         .storage
@@ -115,6 +119,15 @@ async fn put_file(
         lode_storage::ManifestError::TooLarge { .. } => ApiError::too_large(e.to_string()),
         e => bad(e),
     })?;
+    if layout.share_len() > MAX_SHARE_BYTES {
+        return Err(ApiError::bad_request(
+            "bad_manifest",
+            format!(
+                "shares of {} bytes are above the limit of {MAX_SHARE_BYTES}; raise k",
+                layout.share_len()
+            ),
+        ));
+    }
     let need = m
         .required_escrow(c.term_hours, c.price_per_byte_hour)
         .map_err(bad)?;

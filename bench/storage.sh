@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Storage on loopback: put and get throughput of one file on 8 storage nodes
-# (k = 4, n = 8; separate processes) next to plain copying the same bytes
+# Storage on loopback: put and get throughput of one file on 9 storage nodes
+# (k = 4, n = 8, one spare for repair; separate processes) next to plain copying the same bytes
 # through a loopback TCP socket, and the time to repair a holder killed with -9.
 #   bench/storage.sh [MB]            (default 50)
 set -euo pipefail
@@ -11,7 +11,7 @@ LODE=${CARGO_TARGET_DIR:-$PWD/target}/release/lode
 D=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$D"; }
-trap cleanup EXIT
+trap cleanup EXIT INT TERM
 now() { date +%s.%N; }
 GRACE_MS=5000
 
@@ -23,14 +23,14 @@ $LODE gateway --data-dir "$D/gw" --listen 127.0.0.1:0 --fund "$REQ=1000000" \
 PIDS+=($!)
 until grep -q 'listening on' "$D/gw.out"; do sleep 0.1; done
 URL=$(sed -n 's/^listening on //p' "$D/gw.out" | head -1)
-for i in $(seq 0 7); do
+for i in $(seq 0 8); do
   $LODE keys new --out "$D/n$i.key" --payout 0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed >/dev/null
   $LODE node --gateway "$URL" --key "$D/n$i.key" --data-dir "$D/n$i" --slots 1 --no-nice \
     --storage-dir "$D/s$i" --storage-gb 1 2>"$D/n$i.log" &
   PIDS+=($!)
 done
-count() { curl -s "$URL/v1/nodes" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["nodes"]))'; }
-until [ "$(count)" = 8 ]; do sleep 0.2; done
+count() { curl -s "$URL/v1/nodes" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["nodes"]))' 2>/dev/null; }
+until [ "$(count)" = 9 ]; do sleep 0.2; done
 sleep 2
 head -c $((MB << 20)) /dev/urandom >"$D/file"
 BYTES=$((MB << 20))
@@ -39,7 +39,7 @@ t0=$(now)
 ID=$($LODE storage put "$D/file" --shares 8 --needed 4 --days 1 --key "$D/req.key" --gateway "$URL")
 t1=$(now)
 status() { curl -s "$URL/v1/storage/$ID"; }
-live() { status | python3 -c 'import json,sys; print(json.load(sys.stdin)["live_shares"])'; }
+live() { status | python3 -c 'import json,sys; print(json.load(sys.stdin)["live_shares"])' 2>/dev/null; }
 until [ "$(live)" = 8 ]; do sleep 0.05; done
 t2=$(now)
 $LODE storage get "$ID" --out "$D/back" --key "$D/req.key" --gateway "$URL" 2>/dev/null
@@ -68,7 +68,7 @@ PY
 
 # Repair: kill -9 the holder of share 0 and time until 8 shares are live again.
 H0=$(status | python3 -c 'import json,sys; print(json.load(sys.stdin)["shares"][0]["holder"])')
-for i in $(seq 0 7); do
+for i in $(seq 0 8); do
   if [ "$($LODE keys show "$D/n$i.key" | head -1)" = "$H0" ]; then kill -9 "${PIDS[$((i + 1))]}"; fi
 done
 t4=$(now)
@@ -81,7 +81,7 @@ import sys
 b, t0, t1, t2, t3, plain, t4, t5, grace = map(float, sys.argv[1:])
 mb = b / 1e6
 put, placed, get = t1 - t0, t2 - t0, t3 - t2
-print(f"file {mb:.1f} MB, k = 4, n = 8, 8 nodes on loopback")
+print(f"file {mb:.1f} MB, k = 4, n = 8, 9 nodes on loopback")
 print(f"put (encode, upload, check roots, contract sealed): {put:.2f} s = {mb / put:.1f} MB/s")
 print(f"put until all 8 shares held by nodes:               {placed:.2f} s = {mb / placed:.1f} MB/s")
 print(f"get (4 shares read, every chunk checked, decoded):  {get:.2f} s = {mb / get:.1f} MB/s")

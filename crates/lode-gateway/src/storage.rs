@@ -979,10 +979,13 @@ impl Storage {
             };
             let id = Self::next_id(&mut g);
             let (tx, rx) = oneshot::channel();
-            let n = g
-                .nodes
-                .get_mut(&holder)
-                .ok_or_else(|| unavailable(file, i))?;
+            // A holder not heard from since this gateway started (a restart)
+            // gets the task on its first poll, within the grace period.
+            let started = self.started_ms;
+            let n = g.nodes.entry(holder).or_insert_with(|| NodeSt {
+                last_seen_ms: started,
+                ..NodeSt::default()
+            });
             n.queue.push_back(StorageTask::Fetch {
                 id,
                 file: *file,

@@ -56,6 +56,7 @@ struct ErrorInner {
 
 pub use lode_proto::api::{JobView, UnitResult};
 
+pub mod storage;
 pub mod wallet;
 pub use wallet::{AccountView, AddressView, EntryStatus, HistoryView};
 

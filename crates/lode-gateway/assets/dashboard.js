@@ -358,6 +358,8 @@
       card('Throughput', last10.toFixed(1) + '/s', 'units, last 10 s average'),
       card('Jobs', count(snap.jobs_total), `${running} running`),
       card('Paid to contributors', tokens(snap.totals.earned, 2), 'fees + epoch rewards'),
+      card('Storage', `${((snap.storage?.stored_bytes ?? 0) / 1048576).toFixed(1)} MiB`,
+        `${count(snap.storage?.files)} files · audits ${count(snap.storage?.audits_passed)} passed, ${count(snap.storage?.audits_failed)} failed · ${count(snap.storage?.repairs)} repairs`, 'storage'),
     );
     $('tp-chart').replaceChildren(throughputChart(series));
     $('jobs-caption').textContent = snap.jobs_total > snap.jobs.length ? `newest ${snap.jobs.length} of ${snap.jobs_total}` : '';

@@ -1799,6 +1799,15 @@ impl Core {
         self.sessions.len()
     }
 
+    /// The IP group and operator of every node online on the node channel
+    /// (storage placement uses the distinct-group rule of quorum replicas).
+    pub fn online_groups(&self) -> HashMap<Did, (IpGroup, OperatorId)> {
+        self.sessions
+            .values()
+            .map(|s| (s.node, (s.ip_group, s.operator_id)))
+            .collect()
+    }
+
     pub fn node_of_session(&self, session: &[u8; 16]) -> Option<Did> {
         self.sessions.get(session).map(|s| s.node)
     }

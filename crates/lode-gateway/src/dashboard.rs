@@ -219,6 +219,16 @@ pub fn snapshot(app: &App) -> Value {
         n["earned"] = json!(earned.to_string());
         n["reputation_max"] = json!(lode_sched::REPUTATION_MAX);
     }
+    let storage = app.storage.as_ref().map(|s| {
+        let (files, stored_bytes, audits_passed, audits_failed, repairs) = s.totals();
+        json!({
+            "files": files,
+            "stored_bytes": stored_bytes,
+            "audits_passed": audits_passed,
+            "audits_failed": audits_failed,
+            "repairs": repairs,
+        })
+    });
     let (jobs, _) = core.jobs_page(u64::MAX, RECENT_JOBS);
     let jobs_total = core.jobs_total();
     let l = core.ledger();
@@ -241,6 +251,7 @@ pub fn snapshot(app: &App) -> Value {
             "results_received": m.results_received.get(),
             "earned": st.totals().fees_paid.saturating_add(st.totals().rewards_paid).to_string(),
         },
+        "storage": storage,
         "leaderboard": explorer::leaderboard(st, explorer::LEADERBOARD_LEN),
         "tokenomics": explorer::tokenomics(st),
         "ledger": {

@@ -260,11 +260,18 @@ fn entry_amounts(e: &Entry) -> (Option<Amount>, Option<u64>) {
             None,
         ),
         Entry::EpochClose(c) => (Some(c.distributed.saturating_add(c.vested)), None),
+        Entry::StorageContract(env) => (
+            decode_payload::<lode_ledger::StorageContract>(env)
+                .ok()
+                .map(|p| p.message.amount),
+            None,
+        ),
         Entry::RegisterNode(_)
         | Entry::Penalty(_)
         | Entry::AdjustNode(_)
         | Entry::ReportCredit(_)
-        | Entry::PublishModel(_) => (None, None),
+        | Entry::PublishModel(_)
+        | Entry::StorageShare(_) => (None, None),
     }
 }
 

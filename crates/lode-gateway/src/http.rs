@@ -86,6 +86,8 @@ pub struct App {
     poll_timeout: Duration,
     dashboard: Arc<crate::dashboard::Dashboard>,
     budget: Arc<tokio::sync::Semaphore>,
+    /// Storage contribution (`None`: this gateway offers none).
+    pub storage: Option<Arc<crate::storage::Storage>>,
 }
 
 impl std::fmt::Debug for App {
@@ -116,7 +118,14 @@ impl App {
             budget: Arc::new(tokio::sync::Semaphore::new(
                 (limits.body_budget_bytes / BUDGET_UNIT).max(1),
             )),
+            storage: None,
         }
+    }
+
+    /// Offers storage ([`crate::storage`]).
+    pub fn with_storage(mut self, storage: crate::storage::Storage) -> Self {
+        self.storage = Some(Arc::new(storage));
+        self
     }
 
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
@@ -175,6 +184,7 @@ pub fn router(app: App) -> Router {
         .merge(crate::dashboard::routes())
         .merge(crate::wallet_api::routes())
         .merge(crate::data_api::routes())
+        .merge(crate::storage_api::routes(&app))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(l.max_body_bytes))
@@ -205,9 +215,16 @@ pub fn extension_cors() -> tower_http::cors::CorsLayer {
 }
 
 /// The most body bytes a route reads.
-fn route_body_limit(l: &HttpLimits, req: &Request) -> usize {
+fn route_body_limit(app: &App, req: &Request) -> usize {
+    let l = &app.limits;
     let p = req.uri().path();
-    if p.starts_with("/v1/modules/") {
+    if p == lode_storage::wire::NODE_STORAGE_PATH {
+        crate::storage_api::max_node_storage_bytes(app)
+    } else if p.starts_with("/v1/storage/") && req.method() == axum::http::Method::PUT {
+        app.storage
+            .as_ref()
+            .map_or(l.max_body_bytes, |s| s.cfg.max_file_bytes as usize)
+    } else if p.starts_with("/v1/modules/") {
         l.max_module_bytes
     } else if p == wire::paths::NODE_POLL {
         l.max_node_bytes
@@ -224,7 +241,7 @@ fn route_body_limit(l: &HttpLimits, req: &Request) -> usize {
 /// when it cannot get it. Bodies larger than the route allows are refused
 /// before a byte of them is read.
 async fn body_budget(State(app): State<App>, req: Request, next: Next) -> Response {
-    let limit = route_body_limit(&app.limits, &req);
+    let limit = route_body_limit(&app, &req);
     let announced = match req.headers().get(header::CONTENT_LENGTH) {
         Some(v) => match v.to_str().ok().and_then(|s| s.parse::<usize>().ok()) {
             Some(n) => Some(n),
@@ -331,7 +348,7 @@ async fn guard_ip(
     resp
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(format!("request body is too large: {e}"))

@@ -21,6 +21,8 @@ pub mod modules;
 pub mod openapi;
 pub mod ratelimit;
 pub mod serve;
+pub mod storage;
+pub mod storage_api;
 pub mod wallet_api;
 
 use lode_ledger::{Genesis, Ledger, LedgerConfig};
@@ -53,6 +55,8 @@ pub enum GatewayError {
     Recovery(String),
     #[error("server: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
 }
 
 impl From<lode_ledger::LedgerError> for GatewayError {
@@ -77,6 +81,8 @@ pub struct GatewayConfig {
     pub tick_interval: Duration,
     /// Connection caps and the header-read deadline (see [`serve`]).
     pub conn: serve::ConnLimits,
+    /// Storage contribution: audits, grace, limits (see [`storage`]).
+    pub storage: storage::StorageConfig,
 }
 
 impl GatewayConfig {
@@ -91,6 +97,7 @@ impl GatewayConfig {
             block_interval: Duration::from_millis(500),
             tick_interval: Duration::from_millis(200),
             conn: serve::ConnLimits::default(),
+            storage: storage::StorageConfig::default(),
         }
     }
 }
@@ -132,7 +139,8 @@ pub fn open(cfg: &GatewayConfig) -> Result<App, GatewayError> {
     let sched = lode_sched::Scheduler::new(sched_cfg, seed)
         .map_err(|e| GatewayError::Sched(e.to_string()))?;
     let core = Core::open(cfg.core.clone(), sched, ledger, db, modules, http::now_ms())?;
-    Ok(App::new(core, cfg.http.clone()))
+    let storage = storage::Storage::open(&cfg.data_dir, cfg.storage.clone(), http::now_ms())?;
+    Ok(App::new(core, cfg.http.clone()).with_storage(storage))
 }
 
 fn rand_bytes() -> [u8; 8] {
@@ -192,6 +200,11 @@ pub async fn serve(
             app.lock().collect_modules(http::now_ms());
         })
     };
+    let storage_ticker = {
+        let app = app.clone();
+        let period = Duration::from_millis((cfg.storage.audit_interval_ms / 8).clamp(100, 5_000));
+        every(period, move || storage_api::tick(&app))
+    };
     let router = http::router(app.clone());
     let dash = app.dashboard().clone();
     let shutdown = async move {
@@ -211,6 +224,7 @@ pub async fn serve(
     sealer.abort();
     sampler.abort();
     collector.abort();
+    storage_ticker.abort();
     // Make whatever is queued durable before exiting.
     app.lock().shutdown(http::now_ms());
     result.map_err(GatewayError::Serve)

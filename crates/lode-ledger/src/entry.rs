@@ -136,6 +136,9 @@ pub enum PenaltyReason {
     Other,
     /// Reported a site as harmful that was later judged benign.
     BenignReport,
+    /// Failed a storage audit (wrong or missing proof, missed deadline); the
+    /// detail holds the challenge seed and what was wrong, so anyone can re-check.
+    FailedAudit,
 }
 
 impl PenaltyReason {
@@ -148,6 +151,7 @@ impl PenaltyReason {
             Self::SharedIdentity => "shared_identity",
             Self::Other => "other",
             Self::BenignReport => "benign_report",
+            Self::FailedAudit => "failed_audit",
         }
     }
 }
@@ -217,6 +221,27 @@ impl Message for Withdraw {
     const KIND: &'static str = "lode/ledger/withdraw/v1";
 }
 
+/// A requester stores a file: the manifest (size, coding, content hash and
+/// one Merkle root per share) and an escrow of `amount` for `term_hours`, paying
+/// `price_per_byte_hour` per byte-hour of audited storage (receipts of kind
+/// [`ContributionKind::Storage`]). The file id is also the escrow's id (unique
+/// forever, like a job's), so the nonce is not a sequence. `amount` must be
+/// exactly [`lode_storage::Manifest::required_escrow`]. Signed by the requester.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageContract {
+    pub chain: Hash32,
+    pub manifest: lode_storage::Manifest,
+    pub term_hours: u64,
+    #[serde(with = "serde_amount")]
+    pub amount: Amount,
+    #[serde(with = "serde_amount")]
+    pub price_per_byte_hour: Amount,
+}
+
+impl Message for StorageContract {
+    const KIND: &'static str = "lode/ledger/storage-contract/v1";
+}
+
 /// A message that is recorded as a signed ledger entry.
 pub trait SignedEntry: Message + Clone {
     /// Wraps a signed envelope of this message kind as an entry.
@@ -241,6 +266,11 @@ impl SignedEntry for JobEscrow {
 impl SignedEntry for Withdraw {
     fn wrap(envelope: Envelope) -> Entry {
         Entry::Withdraw(envelope)
+    }
+}
+impl SignedEntry for StorageContract {
+    fn wrap(envelope: Envelope) -> Entry {
+        Entry::StorageContract(envelope)
     }
 }
 
@@ -370,6 +400,18 @@ pub struct PublishModel {
     pub detail: String,
 }
 
+/// Share `share` of stored file `file` is now held by `node` (placement or
+/// repair); the node confirmed it holds bytes with the manifest's root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageShare {
+    pub file: JobId,
+    pub share: u16,
+    #[serde(deserialize_with = "cached_did::one")]
+    pub node: Did,
+    /// Why (placement, repair and what it replaced).
+    pub reason: String,
+}
+
 /// Full weight in basis points.
 pub const FULL_BPS: u32 = 10_000;
 
@@ -390,6 +432,9 @@ pub enum Entry {
     AdjustNode(AdjustNode),
     ReportCredit(ReportCredit),
     PublishModel(PublishModel),
+    /// A storage contract (signed [`StorageContract`]).
+    StorageContract(Envelope),
+    StorageShare(StorageShare),
 }
 
 impl Entry {
@@ -419,6 +464,8 @@ impl Entry {
             Entry::AdjustNode(_) => "adjust_node",
             Entry::ReportCredit(_) => "report_credit",
             Entry::PublishModel(_) => "publish_model",
+            Entry::StorageContract(_) => "storage_contract",
+            Entry::StorageShare(_) => "storage_share",
         }
     }
 
@@ -428,7 +475,8 @@ impl Entry {
             Entry::RegisterNode(e)
             | Entry::Transfer(e)
             | Entry::JobEscrow(e)
-            | Entry::Withdraw(e) => Some(e),
+            | Entry::Withdraw(e)
+            | Entry::StorageContract(e) => Some(e),
             _ => None,
         }
     }
@@ -441,6 +489,7 @@ impl Entry {
             Entry::Transfer(e) => sig_ok::<Transfer>(e),
             Entry::JobEscrow(e) => sig_ok::<JobEscrow>(e),
             Entry::Withdraw(e) => sig_ok::<Withdraw>(e),
+            Entry::StorageContract(e) => sig_ok::<StorageContract>(e),
             _ => true,
         }
     }
@@ -473,6 +522,8 @@ impl Entry {
             Entry::AdjustNode(a) => serde_json::to_value(a).unwrap_or_default(),
             Entry::ReportCredit(r) => serde_json::to_value(r).unwrap_or_default(),
             Entry::PublishModel(m) => serde_json::to_value(m).unwrap_or_default(),
+            Entry::StorageContract(e) => signed::<StorageContract>(e),
+            Entry::StorageShare(s) => serde_json::to_value(s).unwrap_or_default(),
         };
         json!({ "kind": self.kind_name(), "entry": body })
     }

@@ -35,7 +35,8 @@ pub use amount::{Amount, ONE_TOKEN, format_tokens, parse_amount};
 pub use block::{Block, BlockHeader};
 pub use entry::{
     AdjustNode, ContributionKind, Entry, EpochClose, JobEscrow, JobId, Payout, Penalty,
-    PenaltyReason, RegisterNode, Settlement, SignedEntry, Transfer, Withdraw, WorkReceipt,
+    PenaltyReason, RegisterNode, Settlement, SignedEntry, StorageContract, StorageShare, Transfer,
+    Withdraw, WorkReceipt,
 };
 pub use error::{BlockError, EntryError};
 pub use genesis::{Allocation, AllocationRole, Genesis, GenesisError};

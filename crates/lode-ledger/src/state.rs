@@ -451,6 +451,8 @@ const TAG_EPOCH: u8 = 9;
 const TAG_REPORT_CREDIT: u8 = 10;
 const TAG_MODEL: u8 = 11;
 
+mod storage;
+
 fn item_bytes<K: Serialize, V: Serialize>(tag: u8, k: &K, v: &V) -> Vec<u8> {
     let mut buf = Vec::with_capacity(96);
     buf.push(tag);
@@ -1457,6 +1459,8 @@ impl State {
             Entry::AdjustNode(a) => self.apply_adjust(a, ctx),
             Entry::ReportCredit(r) => self.apply_report_credit(r, ctx),
             Entry::PublishModel(m) => self.apply_publish_model(m, ctx.height),
+            Entry::StorageContract(e) => self.apply_storage_contract(e, ctx),
+            Entry::StorageShare(s) => self.apply_storage_share(s),
         };
         if r.is_err() {
             self.rollback(&mark);
@@ -1611,15 +1615,27 @@ impl State {
         if self.jobs.contains_key(&m.job) {
             return Err(EntryError::JobExists(m.job));
         }
-        let requester = e.signer;
-        self.debit(&requester, m.amount)?;
-        self.totals.escrow = add(self.totals.escrow, m.amount, "escrow total")?;
+        self.lock_escrow(e.signer, m.job, m.amount, m.price_per_unit, ctx)
+    }
+
+    /// Locks `amount` of `requester`'s balance as the escrow of `job` (a job
+    /// or a storage contract), paying `price_per_unit` per unit of receipts.
+    fn lock_escrow(
+        &mut self,
+        requester: Did,
+        job: JobId,
+        amount: Amount,
+        price_per_unit: Amount,
+        ctx: &EntryCtx,
+    ) -> Result<(), EntryError> {
+        self.debit(&requester, amount)?;
+        self.totals.escrow = add(self.totals.escrow, amount, "escrow total")?;
         self.jobs.insert(
-            m.job,
+            job,
             Job {
                 requester,
-                price_per_unit: m.price_per_unit,
-                escrowed: m.amount,
+                price_per_unit,
+                escrowed: amount,
                 owed: 0,
                 paid: 0,
                 refunded: 0,
@@ -1633,9 +1649,9 @@ impl State {
             ctx.index,
             requester,
             EventKind::EscrowLocked {
-                job: m.job,
-                amount: m.amount,
-                price_per_unit: m.price_per_unit,
+                job,
+                amount,
+                price_per_unit,
             },
         );
         Ok(())

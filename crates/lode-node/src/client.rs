@@ -161,6 +161,25 @@ impl GatewayClient {
         self.post(key, clock, paths::NODE_POLL, poll, timeout).await
     }
 
+    /// A storage poll (`lode_storage::wire`); may wait up to the gateway's
+    /// storage poll timeout: `timeout` must exceed it.
+    pub async fn storage_poll(
+        &self,
+        key: &Keypair,
+        clock: &GatewayClock,
+        poll: &lode_storage::wire::StoragePoll,
+        timeout: Duration,
+    ) -> Result<Reply<lode_storage::wire::StorageTasks>, ClientError> {
+        self.post(
+            key,
+            clock,
+            lode_storage::wire::NODE_STORAGE_PATH,
+            poll,
+            timeout,
+        )
+        .await
+    }
+
     /// Downloads module bytes. The caller re-hashes them.
     pub async fn module(&self, hash: &Hash32, max_bytes: u64) -> Result<Vec<u8>, ClientError> {
         let resp = self

@@ -64,6 +64,11 @@ pub struct NodeConfig {
     /// Test harness only: the local address connections to the gateway are
     /// made from (e.g. distinct 127.0.0.x per node on one machine).
     pub source_ip: Option<std::net::IpAddr>,
+    /// Disk offered to other people's files (`lode_storage` shares), kept
+    /// under `DIR/shares/`, apart from the node's own data. `None`: no storage.
+    pub storage_dir: Option<PathBuf>,
+    /// Storage quota in bytes (shares plus their Merkle leaves).
+    pub storage_bytes: u64,
 }
 
 /// Slots for the explicit slot count and CPU cap (see [`NodeConfig::slots`]).
@@ -105,6 +110,8 @@ impl NodeConfig {
             behaviour: Behaviour::Honest,
             claim_speed: None,
             source_ip: None,
+            storage_dir: None,
+            storage_bytes: 0,
         }
     }
 

@@ -31,4 +31,6 @@ pub enum NodeError {
     Http(String),
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::ShareError),
 }

@@ -35,6 +35,7 @@ pub mod modules;
 pub mod node;
 pub mod outbox;
 pub mod outcome;
+pub mod storage;
 pub mod tracker;
 pub mod worker;
 

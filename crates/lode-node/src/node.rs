@@ -266,7 +266,23 @@ impl Node {
             pool,
             node: self,
         };
-        Ok(ev.run(shutdown).await)
+        let storage = match &ev.node.config.storage_dir {
+            Some(dir) => {
+                let store = crate::storage::ShareStore::open(dir, ev.node.config.storage_bytes)?;
+                tracing::info!(dir = %dir.display(), quota_bytes = store.quota(), free_bytes = store.free(), "offering storage");
+                Some(tokio::spawn(crate::storage::run(
+                    ev.node.client.clone(),
+                    Arc::clone(&ev.node.key),
+                    store,
+                )))
+            }
+            None => None,
+        };
+        let summary = ev.run(shutdown).await;
+        if let Some(s) = storage {
+            s.abort();
+        }
+        Ok(summary)
     }
 }
 

@@ -34,6 +34,9 @@ enum Command {
     /// Requester: submit and follow jobs.
     #[command(subcommand)]
     Job(cmd::job::JobCmd),
+    /// Requester: store files on contributors' disks, read them back.
+    #[command(subcommand)]
+    Storage(cmd::storage::StorageCmd),
     /// Balances, history, withdrawals and claim proofs.
     #[command(subcommand)]
     Wallet(cmd::wallet::WalletCmd),
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         cli.command,
         Command::Keys(_)
             | Command::Job(_)
+            | Command::Storage(_)
             | Command::Wallet(_)
             | Command::Ledger(_)
             | Command::Guard(_)
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         Command::Node(a) => cmd::node::run(a),
         Command::Gateway(a) => cmd::gateway::run(a),
         Command::Job(c) => cmd::job::run(c),
+        Command::Storage(c) => cmd::storage::run(c),
         Command::Wallet(c) => cmd::wallet::run(c),
         Command::Ledger(c) => cmd::ledger::run(c),
         Command::Devnet(a) => cmd::devnet::run(a),

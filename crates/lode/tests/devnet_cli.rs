@@ -260,6 +260,47 @@ fn devnet_runs_jobs_stops_on_ctrl_c_and_resumes() {
         text(&o.stdout)
     );
 
+    // Storage works on a fresh devnet: its nodes offer 256 MiB each by default.
+    let stored = tmp.path().join("stored.bin");
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&stored, &bytes).expect("write");
+    let mut put = Value::Null;
+    wait_until("a storage put (storage nodes announce themselves)", || {
+        let o = lode(&[
+            "storage",
+            "put",
+            stored.to_str().expect("path"),
+            "--key",
+            &key,
+            "--gateway",
+            &url,
+            "--json",
+        ]);
+        if o.status.success() {
+            put = serde_json::from_slice(&o.stdout).expect("put json");
+        }
+        o.status.success()
+    });
+    let id = put["file"].as_str().expect("file id").to_string();
+    wait_until("every share held", || {
+        let st = json(&["storage", "status", &id, "--gateway", &url, "--json"]);
+        st["live_shares"] == put["n"]
+    });
+    let back = tmp.path().join("back.bin");
+    let o = lode(&[
+        "storage",
+        "get",
+        &id,
+        "--out",
+        back.to_str().expect("path"),
+        "--key",
+        &key,
+        "--gateway",
+        &url,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(std::fs::read(&back).expect("read") == bytes);
+
     // Contributors and auditors read the ledger the gateway is writing.
     wait_until("receipts on the ledger", || {
         let b = json(&["wallet", "balance", &node0, "--data-dir", &gw, "--json"]);

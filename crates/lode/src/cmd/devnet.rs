@@ -52,6 +52,10 @@ pub struct DevnetArgs {
     /// Memory each node offers to work units in total, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 1024)]
     pub node_memory_mib: u64,
+    /// Disk each node offers to stored files (`lode storage put`), in MiB
+    /// (under each node's directory, in `storage/`; 0: none).
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    pub node_storage_mib: u64,
     /// Print one JSON object (URLs, paths, process ids) on stdout once the network is up.
     #[arg(long)]
     pub json: bool,
@@ -564,7 +568,7 @@ fn start_and_supervise(
     for (i, kf) in node_keys.iter().enumerate() {
         let i = i as u32;
         let name = format!("node{i}");
-        let node_args: Vec<String> = vec![
+        let mut node_args: Vec<String> = vec![
             "node".into(),
             "--gateway".into(),
             url.clone(),
@@ -577,6 +581,14 @@ fn start_and_supervise(
             "--memory-mib".into(),
             args.node_memory_mib.to_string(),
         ];
+        if args.node_storage_mib > 0 {
+            node_args.extend([
+                "--storage-dir".into(),
+                layout.node_dir(i).join("storage").display().to_string(),
+                "--storage-gb".into(),
+                format!("{}", args.node_storage_mib as f64 / 1024.0),
+            ]);
+        }
         let log = layout.log(&name);
         let out = open_log(&log)?;
         net.nodes

@@ -82,6 +82,25 @@ pub struct GatewayArgs {
     /// Reports one browser node may send per hour (a Sybil group: 4× this).
     #[arg(long, default_value_t = 60, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub data_reports_per_hour: u32,
+    /// Mean time between two audits of one stored share, in ms (each audit
+    /// asks --storage-audit-chunks chunks; docs/design/storage.md).
+    #[arg(long, default_value_t = 900_000, value_name = "MS")]
+    pub storage_audit_ms: u64,
+    /// Chunks asked per storage audit.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub storage_audit_chunks: u32,
+    /// Time a holder has to answer an audit, in ms.
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    pub storage_answer_ms: u64,
+    /// A holder silent this long loses its shares to repair, in ms.
+    #[arg(long, default_value_t = 600_000, value_name = "MS")]
+    pub storage_grace_ms: u64,
+    /// Largest file `lode storage put` may store, in MiB.
+    #[arg(long, default_value_t = 128, value_name = "MIB")]
+    pub storage_max_mib: u64,
+    /// How often owed storage fees are paid from the escrow, in ms.
+    #[arg(long, default_value_t = 60_000, value_name = "MS")]
+    pub storage_settle_ms: u64,
 }
 
 fn parse_fund(s: &str) -> Result<(String, Did, u128)> {
@@ -166,6 +185,14 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode> {
     cfg.conn.max_per_ip = args.max_conns_per_ip.max(1);
     cfg.http.body_timeout = std::time::Duration::from_millis(args.body_timeout_ms.max(100));
     cfg.block_interval = std::time::Duration::from_millis(args.block_interval_ms.max(1));
+    cfg.storage.audit_interval_ms = args.storage_audit_ms.max(100);
+    cfg.storage.challenge_chunks = args
+        .storage_audit_chunks
+        .clamp(1, lode_storage::audit::MAX_CHALLENGE_CHUNKS);
+    cfg.storage.answer_timeout_ms = args.storage_answer_ms.max(100);
+    cfg.storage.offline_grace_ms = args.storage_grace_ms.max(100);
+    cfg.storage.max_file_bytes = args.storage_max_mib.clamp(1, 1 << 20) << 20;
+    cfg.storage.settle_interval_ms = args.storage_settle_ms.max(100);
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
         let shutdown = async {

@@ -9,4 +9,5 @@ pub mod keys;
 pub mod ledger;
 pub mod node;
 pub mod sandbox;
+pub mod storage;
 pub mod wallet;

@@ -33,6 +33,13 @@ pub struct NodeArgs {
     /// Memory offered to work units in total, in MiB [default: half the available memory].
     #[arg(long, value_name = "MIB")]
     pub memory_mib: Option<u64>,
+    /// Offer disk to other people's files: shares are kept as opaque files
+    /// under DIR/shares (never executed; apart from the node's own data).
+    #[arg(long, value_name = "DIR", requires = "storage_gb")]
+    pub storage_dir: Option<PathBuf>,
+    /// Disk offered with --storage-dir, in GB (decimals allowed, e.g. 0.25).
+    #[arg(long, value_name = "N", requires = "storage_dir")]
+    pub storage_gb: Option<f64>,
     /// Lowest price accepted, in token base units per unit of fuel.
     #[arg(long, default_value_t = 0)]
     pub min_price: u128,
@@ -86,6 +93,13 @@ pub fn run(args: NodeArgs) -> Result<ExitCode> {
     config.behaviour = args.behaviour;
     config.claim_speed = args.claim_speed;
     config.source_ip = args.source_ip;
+    if let (Some(dir), Some(gb)) = (args.storage_dir, args.storage_gb) {
+        if !(gb.is_finite() && gb > 0.0 && gb <= 1e6) {
+            anyhow::bail!("--storage-gb must be a positive number of GB (at most 1,000,000)");
+        }
+        config.storage_dir = Some(dir);
+        config.storage_bytes = (gb * 1e9) as u64;
+    }
 
     // One thread is plenty for the network side; units run on their own threads.
     let rt = tokio::runtime::Builder::new_current_thread()

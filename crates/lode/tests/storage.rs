@@ -1,0 +1,385 @@
+//! Storage end to end, on real processes over loopback: a file is put on 8
+//! nodes (any 3 of 5 shares rebuild it), read back byte-identical, survives
+//! `kill -9` of n − k holders, and a holder that deletes its share and one that
+//! corrupts it fail their audits, are penalized on the ledger, and their
+//! shares are rebuilt onto other nodes. Holders are paid for audited
+//! byte-hours; the ledger replays. Bad requests get typed errors and store
+//! nothing.
+
+mod common;
+
+use common::*;
+use lode_proto::Hash32;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const NODES: usize = 8;
+
+fn start() -> Net {
+    let mut net = Net::start_with(
+        0,
+        4_000,
+        &[
+            "--storage-audit-ms",
+            "800",
+            "--storage-audit-chunks",
+            "8",
+            "--storage-answer-ms",
+            "3000",
+            "--storage-grace-ms",
+            "3000",
+            "--storage-settle-ms",
+            "1000",
+            "--storage-max-mib",
+            "8",
+        ],
+    );
+    for i in 0..NODES {
+        let dir = net.dir.path().join(format!("store{i}"));
+        let dir = dir.to_string_lossy().to_string();
+        net.add_node_with(
+            i,
+            &[
+                "--slots",
+                "1",
+                "--storage-dir",
+                &dir,
+                "--storage-gb",
+                "0.02",
+            ],
+        );
+    }
+    net.wait_nodes(NODES, Duration::from_secs(120));
+    net
+}
+
+fn status(net: &Net, id: &str) -> serde_json::Value {
+    net.client().storage_status(id).expect("status")
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn holders(v: &serde_json::Value) -> Vec<Option<String>> {
+    v["shares"]
+        .as_array()
+        .expect("shares")
+        .iter()
+        .map(|s| s["holder"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn node_index(net: &Net, did: &str) -> usize {
+    net.node_keys
+        .iter()
+        .position(|k| k.did().to_string() == did)
+        .expect("holder is one of ours")
+}
+
+fn share_path(net: &Net, node: usize, file: &str, share: usize) -> PathBuf {
+    net.dir
+        .path()
+        .join(format!("store{node}/shares/{file}.{share}"))
+}
+
+fn history_text(net: &Net, did: &str) -> String {
+    let v: serde_json::Value = net
+        .client()
+        .get_json(&format!("/v1/accounts/{did}/history?limit=1000"))
+        .unwrap_or_default();
+    v.to_string()
+}
+
+fn data(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn put_get_survive_kills_audit_penalize_repair_and_pay() {
+    let mut net = start();
+    // Storage nodes announce themselves on their first storage poll.
+    std::thread::sleep(Duration::from_millis(1500));
+    let bytes = data(3 << 20);
+    let file = net.dir.path().join("file.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let key = net.requester_path.as_os_str().to_owned();
+    let out = lode_ok(&[
+        "storage".as_ref(),
+        "put".as_ref(),
+        file.as_os_str(),
+        "--shares".as_ref(),
+        "5".as_ref(),
+        "--needed".as_ref(),
+        "3".as_ref(),
+        "--days".as_ref(),
+        "1".as_ref(),
+        "--price".as_ref(),
+        "1000".as_ref(),
+        "--key".as_ref(),
+        &key,
+        "--gateway".as_ref(),
+        net.url.as_ref(),
+        "--json".as_ref(),
+    ]);
+    let put: serde_json::Value = serde_json::from_slice(&out.stdout).expect("put json");
+    let id = put["file"].as_str().expect("file id").to_string();
+    assert_eq!((put["k"].as_u64(), put["n"].as_u64()), (Some(3), Some(5)));
+
+    wait_for("all 5 shares held", Duration::from_secs(60), || {
+        status(&net, &id)["live_shares"] == 5
+    });
+    let v = status(&net, &id);
+    let first = holders(&v);
+    // Each share on its own node (distinct IP groups and operators).
+    let mut distinct = first.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 5, "{first:?}");
+
+    // Read back byte-identical.
+    let got = net.dir.path().join("got.bin");
+    lode_ok(&[
+        "storage".as_ref(),
+        "get".as_ref(),
+        id.as_ref(),
+        "--out".as_ref(),
+        got.as_os_str(),
+        "--key".as_ref(),
+        &key,
+        "--gateway".as_ref(),
+        net.url.as_ref(),
+    ]);
+    assert!(
+        std::fs::read(&got).unwrap() == bytes,
+        "get returns the exact bytes"
+    );
+
+    // Audits pass and pay: holders earn fees from the escrow.
+    wait_for("audits passing", Duration::from_secs(30), || {
+        status(&net, &id)["audits_passed"].as_u64().unwrap_or(0) >= 10
+    });
+
+    // Holder of share 0 deletes its share; holder of share 1 corrupts its share.
+    let h0 = first[0].clone().unwrap();
+    let h1 = first[1].clone().unwrap();
+    let (n0, n1) = (node_index(&net, &h0), node_index(&net, &h1));
+    std::fs::remove_file(share_path(&net, n0, &id, 0)).expect("delete share 0");
+    let p1 = share_path(&net, n1, &id, 1);
+    let mut b1 = std::fs::read(&p1).unwrap();
+    for b in b1.iter_mut() {
+        *b = b.wrapping_add(1);
+    }
+    std::fs::write(&p1, &b1).unwrap();
+    wait_for(
+        "shares 0 and 1 rebuilt on other nodes",
+        Duration::from_secs(60),
+        || {
+            let v = status(&net, &id);
+            let h = holders(&v);
+            v["live_shares"] == 5
+                && h[0].is_some()
+                && h[0].as_deref() != Some(h0.as_str())
+                && h[1].is_some()
+                && h[1].as_deref() != Some(h1.as_str())
+        },
+    );
+    let v = status(&net, &id);
+    assert!(v["audits_failed"].as_u64().unwrap() >= 2, "{v}");
+    assert!(v["repairs"].as_u64().unwrap() >= 2, "{v}");
+    // Both are penalized on the ledger, with the evidence.
+    wait_for("penalties on the ledger", Duration::from_secs(10), || {
+        history_text(&net, &h0).contains("failed_audit")
+            && history_text(&net, &h1).contains("failed_audit")
+    });
+
+    // kill -9 two holders (n − k): the file still reads back.
+    let now = holders(&status(&net, &id));
+    let victims: Vec<usize> = now[2..4]
+        .iter()
+        .map(|h| node_index(&net, h.as_deref().unwrap()))
+        .collect();
+    for i in &victims {
+        net.nodes[*i].kill9();
+    }
+    let got2 = net.dir.path().join("got2.bin");
+    lode_ok(&[
+        "storage".as_ref(),
+        "get".as_ref(),
+        id.as_ref(),
+        "--out".as_ref(),
+        got2.as_os_str(),
+        "--key".as_ref(),
+        &key,
+        "--gateway".as_ref(),
+        net.url.as_ref(),
+    ]);
+    assert!(std::fs::read(&got2).unwrap() == bytes, "n − k holders dead");
+
+    // Past the grace period their shares are rebuilt on the surviving nodes.
+    let dead: Vec<String> = victims
+        .iter()
+        .map(|i| net.node_keys[*i].did().to_string())
+        .collect();
+    wait_for("repair after the kills", Duration::from_secs(60), || {
+        let v = status(&net, &id);
+        v["live_shares"] == 5
+            && holders(&v)
+                .iter()
+                .all(|h| h.as_ref().is_some_and(|h| !dead.contains(h)))
+    });
+
+    // Holders are paid: fees from the escrow (settled every second) plus
+    // their share of the epoch emission.
+    let h_ok = holders(&status(&net, &id))[4].clone().unwrap();
+    wait_for("a holder's earnings", Duration::from_secs(30), || {
+        let a: serde_json::Value = net
+            .client()
+            .get_json(&format!("/v1/accounts/{h_ok}"))
+            .unwrap_or_default();
+        a["balance"]
+            .as_str()
+            .and_then(|b| b.parse::<u128>().ok())
+            .unwrap_or(0)
+            > 0
+    });
+    let hist = history_text(&net, &h_ok);
+    assert!(hist.contains("fee"), "{hist}");
+
+    // The gateway is killed (-9) and restarted: the contract, its holders and
+    // their shares are all still there.
+    net.kill9_gateway();
+    net.start_gateway();
+    net.wait_nodes(NODES - victims.len(), Duration::from_secs(60));
+    let v = status(&net, &id);
+    assert_eq!(v["live_shares"], 5, "{v}");
+    let got3 = net.dir.path().join("got3.bin");
+    lode_ok(&[
+        "storage".as_ref(),
+        "get".as_ref(),
+        id.as_ref(),
+        "--out".as_ref(),
+        got3.as_os_str(),
+        "--key".as_ref(),
+        &key,
+        "--gateway".as_ref(),
+        net.url.as_ref(),
+    ]);
+    assert!(
+        std::fs::read(&got3).unwrap() == bytes,
+        "after a gateway kill -9"
+    );
+
+    // Anyone can replay the chain (storage contracts, shares, receipts,
+    // penalties, settlements).
+    net.stop_gateway();
+    lode_ok(&[
+        "ledger".as_ref(),
+        "verify".as_ref(),
+        net.ledger_dir().as_os_str(),
+    ]);
+}
+
+#[test]
+fn bad_storage_requests_get_typed_errors_and_store_nothing() {
+    let net = Net::start_with(0, 60_000, &["--storage-max-mib", "1"]);
+    let client = net.client();
+    let key = &net.requester.keypair;
+    let http = reqwest::blocking::Client::new();
+    let code = |r: reqwest::blocking::Response| {
+        let status = r.status().as_u16();
+        let v: serde_json::Value = r.json().unwrap_or_default();
+        (
+            status,
+            v["error"]["code"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    // Unknown file, bad ids, unsigned reads and uploads.
+    let unknown = Hash32([7; 32]).to_hex();
+    let r = http
+        .get(format!("{}/v1/storage/{unknown}", net.url))
+        .send()
+        .unwrap();
+    assert_eq!(code(r), (404, "unknown_file".into()));
+    let r = http
+        .get(format!("{}/v1/storage/nothex", net.url))
+        .send()
+        .unwrap();
+    assert_eq!(code(r), (400, "bad_file_id".into()));
+    let r = http
+        .get(format!("{}/v1/storage/{unknown}/shares/0", net.url))
+        .send()
+        .unwrap();
+    assert_eq!(code(r), (404, "unknown_file".into()));
+    let r = http
+        .put(format!("{}/v1/storage/{unknown}", net.url))
+        .body(vec![1u8; 10])
+        .send()
+        .unwrap();
+    assert_eq!(code(r), (401, "unsigned_upload".into()));
+    let r = http
+        .put(format!("{}/v1/storage/{unknown}", net.url))
+        .header(lode_proto::wire::UPLOAD_HEADER, "{not json")
+        .body(vec![1u8; 10])
+        .send()
+        .unwrap();
+    assert_eq!(code(r).0, 400);
+    // Node channel: garbage, and a signed poll from a key with no session.
+    let r = http
+        .post(format!("{}/v1/node/storage", net.url))
+        .body(vec![0u8; 40])
+        .send()
+        .unwrap();
+    assert_eq!(code(r).0, 400);
+    let poll = lode_storage::wire::StoragePoll {
+        capacity_bytes: 1,
+        free_bytes: 1,
+        answers: vec![],
+    };
+    let env = lode_proto::Envelope::seal_fresh(key, &poll, lode_client::now_ms()).unwrap();
+    let r = http
+        .post(format!("{}/v1/node/storage", net.url))
+        .body(env.to_bytes())
+        .send()
+        .unwrap();
+    assert_eq!(code(r), (404, "unknown_session".into()));
+
+    // A file above the gateway's limit: 413 before the body is read.
+    let big = data((1 << 20) + 10);
+    let e = client
+        .storage_put(key, &big, Default::default())
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("payload_too_large") || e.to_string().contains("413"),
+        "{e}"
+    );
+    // No storage node online: refused before anything is written.
+    let small = data(5000);
+    let e = client
+        .storage_put(key, &small, Default::default())
+        .unwrap_err();
+    assert!(e.to_string().contains("not_enough_storage_nodes"), "{e}");
+    // A requester who cannot afford the term.
+    let poor = lode_proto::Keypair::from_secret_bytes(&[42; 32]);
+    let opts = lode_client::storage::PutOptions {
+        price_per_byte_hour: 1_000_000_000_000,
+        ..Default::default()
+    };
+    let e = client.storage_put(&poor, &small, opts).unwrap_err();
+    assert!(e.to_string().contains("insufficient_funds"), "{e}");
+    // Nothing was stored for anyone.
+    let l = client.storage_list(&key.did()).unwrap();
+    assert_eq!(l["files"].as_array().map(Vec::len), Some(0), "{l}");
+}

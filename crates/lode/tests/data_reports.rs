@@ -382,16 +382,7 @@ fn k_distinct_groups_list_confirm_and_get_paid_across_a_kill_9() {
     }
     net.stop_gateway();
     // Anyone can replay the chain, report credits and the published model included.
-    let out = std::process::Command::new(common::lode_bin())
-        .args(["ledger", "verify"])
-        .arg(net.ledger_dir())
-        .output()
-        .expect("verify");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::ledger_verify_ok(&net.ledger_dir());
     let view = LedgerView::open(&net.ledger_dir()).expect("ledger");
     assert!(
         view.state()

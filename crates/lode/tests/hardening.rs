@@ -163,16 +163,7 @@ fn a_bad_job_record_is_quarantined_and_refunded_not_a_brick() {
     let h: serde_json::Value = net.client().get_json("/healthz").expect("healthz");
     assert_eq!(h["quarantined_jobs"], 0);
     net.stop_gateway();
-    let out = std::process::Command::new(common::lode_bin())
-        .args(["ledger", "verify"])
-        .arg(net.ledger_dir())
-        .output()
-        .expect("verify");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::ledger_verify_ok(&net.ledger_dir());
 }
 
 fn upload(net: &Net, key: &lode_proto::Keypair, bytes: &[u8]) -> Result<Hash32, (u16, String)> {

@@ -26,6 +26,20 @@ pub fn get(url: &str, path: &str) -> (u16, serde_json::Value) {
     (status, r.json().unwrap_or(serde_json::Value::Null))
 }
 
+/// `lode ledger verify DIR` must succeed (the chain replays from genesis).
+pub fn ledger_verify_ok(ledger_dir: &Path) {
+    let out = Command::new(lode_bin())
+        .args(["ledger", "verify"])
+        .arg(ledger_dir)
+        .output()
+        .expect("verify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn lode_bin() -> &'static str {
     env!("CARGO_BIN_EXE_lode")
 }

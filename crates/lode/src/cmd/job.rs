@@ -69,7 +69,8 @@ pub enum JobCmd {
     },
 }
 
-fn load_key(key: Option<PathBuf>) -> Result<KeyFile> {
+/// The requester's key file (default `$LODE_HOME/identity.key`), with a hint when missing.
+pub(super) fn load_key(key: Option<PathBuf>) -> Result<KeyFile> {
     let path = key.unwrap_or_else(super::keys::default_key_path);
     KeyFile::load(&path).with_context(|| {
         format!(

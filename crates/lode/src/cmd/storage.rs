@@ -1,13 +1,12 @@
 //! `lode storage`: store files on the network's nodes, read them back, follow
 //! their audits and repairs, end their contracts.
 
-use super::job::Common;
+use super::job::{Common, load_key};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lode_client::Client;
 use lode_client::storage::PutOptions;
-use lode_proto::KeyFile;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,11 +68,6 @@ pub enum StorageCmd {
         #[command(flatten)]
         common: Common,
     },
-}
-
-fn load_key(key: Option<PathBuf>) -> Result<KeyFile> {
-    let path = key.unwrap_or_else(super::keys::default_key_path);
-    KeyFile::load(&path).with_context(|| format!("loading the requester key {}", path.display()))
 }
 
 fn spinner(msg: String, json: bool) -> ProgressBar {

@@ -117,6 +117,10 @@ pub struct FileRec {
     pub repairs: u64,
     pub closed: bool,
     pub last_settle_ms: u64,
+    /// The block that holds the signed contract (absent in records written
+    /// before it was kept: then found from the requester's ledger history).
+    #[serde(default)]
+    pub contract_block: Option<u64>,
 }
 
 impl FileRec {
@@ -224,9 +228,23 @@ impl Storage {
             let t = tx.open_table(FILES).map_err(db_err)?;
             for row in t.iter().map_err(db_err)? {
                 let (k, v) = row.map_err(db_err)?;
-                let id = Hash32(k.value().try_into().unwrap_or([0; 32]));
-                let mut rec: FileRec = serde_json::from_slice(v.value())
-                    .map_err(|e| StorageError::Corrupt(id, e.to_string()))?;
+                let Ok(key) = <[u8; 32]>::try_from(k.value()) else {
+                    tracing::error!(
+                        len = k.value().len(),
+                        "storage record with a malformed key skipped"
+                    );
+                    continue;
+                };
+                let id = Hash32(key);
+                let mut rec: FileRec = match serde_json::from_slice(v.value()) {
+                    Ok(rec) => rec,
+                    Err(e) => {
+                        // One bad record must not keep the gateway down: it
+                        // stays in the table, untouched, for an operator.
+                        tracing::error!(file = %id, error = %e, "unreadable storage record skipped");
+                        continue;
+                    }
+                };
                 // Stores in flight were lost with the old process: send again.
                 for s in &mut rec.shares {
                     if s.state == ShareState::Storing {
@@ -408,10 +426,23 @@ impl Storage {
             repairs: 0,
             closed: false,
             last_settle_ms: now,
+            contract_block: None,
         };
         self.save(&m.file, &rec)?;
         self.lock().files.insert(m.file, rec);
         Ok(())
+    }
+
+    /// Records the block that holds a file's signed contract.
+    pub fn set_contract_block(&self, file: &Hash32, height: u64) -> Result<(), StorageError> {
+        let mut g = self.lock();
+        let Some(rec) = g.files.get_mut(file) else {
+            return Ok(());
+        };
+        rec.contract_block = Some(height);
+        let rec = rec.clone();
+        drop(g);
+        self.save(file, &rec)
     }
 
     /// Undoes [`Storage::create`] (the ledger refused the contract).
@@ -997,7 +1028,10 @@ impl Storage {
         self.wake();
         match tokio::time::timeout(std::time::Duration::from_millis(timeout_ms), rx).await {
             Ok(Ok(Ok(bytes))) => Ok(bytes),
-            _ => Err(unavailable(file, i)),
+            r => {
+                tracing::debug!(file = %file, share = i, outcome = ?r.map(|r| r.map(|r| r.map(|b| b.len()))), "share fetch failed");
+                Err(unavailable(file, i))
+            }
         }
     }
 
@@ -1141,4 +1175,57 @@ fn unavailable(file: &Hash32, i: usize) -> ApiError {
             "share {i} of file {file} cannot be read now (holder offline or being repaired); read another share"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lode_storage::coding::DEFAULT_SHARD_BYTES;
+    use lode_storage::merkle::DEFAULT_CHUNK_BYTES;
+
+    fn put_raw(st: &Storage, key: &[u8], value: &[u8]) {
+        let tx = st.db.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(FILES).unwrap();
+            t.insert(key, value).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn recovery_skips_one_unreadable_record_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Hash32([1; 32]);
+        let (manifest, shares) = Manifest::build(
+            id,
+            b"a file worth keeping",
+            2,
+            4,
+            DEFAULT_SHARD_BYTES,
+            DEFAULT_CHUNK_BYTES,
+        )
+        .unwrap();
+        let requester = lode_proto::Keypair::from_secret_bytes(&[5; 32]).did();
+        let contract = StorageContract {
+            chain: Hash32([0; 32]),
+            manifest,
+            term_hours: 1,
+            amount: 1,
+            price_per_byte_hour: 1,
+        };
+        {
+            let st = Storage::open(dir.path(), StorageConfig::default(), 0).unwrap();
+            st.create(&contract, requester, &shares, 0).unwrap();
+            st.set_contract_block(&id, 7).unwrap();
+            // A record that does not decode, and one under a malformed key.
+            put_raw(&st, &[2; 32], b"{not a record");
+            put_raw(&st, &[3; 5], b"{}");
+        }
+        let st = Storage::open(dir.path(), StorageConfig::default(), 1).unwrap();
+        let rec = st.file(&id).expect("the good record survives");
+        assert_eq!(rec.requester, requester);
+        assert_eq!(rec.contract_block, Some(7));
+        assert!(st.file(&Hash32([2; 32])).is_none());
+        assert_eq!(st.files_of(&requester).len(), 1);
+    }
 }

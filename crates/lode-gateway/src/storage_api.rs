@@ -7,7 +7,13 @@
 //!   groups, then the body's content hash and every share root (the gateway
 //!   encodes the file again). Then the shares are staged, the record written,
 //!   and the contract sealed into a ledger block before the answer.
+//! * `POST /v1/storage/{file}/check` — the same header, no body: every
+//!   check of the upload that does not need its bytes, so a refusal comes
+//!   before the client sends them.
 //! * `GET /v1/storage/{file}` — public status.
+//! * `GET /v1/storage/{file}/contract` — the requester's signed contract as
+//!   the ledger holds it (block, index, envelope): readers check the manifest
+//!   against it rather than trust this gateway's copy.
 //! * `GET /v1/storage?requester=did` — the files of a requester.
 //! * `GET /v1/storage/{file}/shares/{i}` — one share (header `x-lode-read`:
 //!   a signed `ReadFile` of the requester); the reader checks it.
@@ -25,6 +31,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use lode_ledger::Amount;
 use lode_ledger::{Entry, StorageContract};
 use lode_proto::wire::{BINARY_CONTENT_TYPE, READ_HEADER, UPLOAD_HEADER};
 use lode_proto::{Did, Envelope, Hash32, canonical};
@@ -61,6 +68,8 @@ pub fn routes(app: &App) -> Router<App> {
                 .put(put_file)
                 .layer(DefaultBodyLimit::max(put_limit)),
         )
+        .route("/v1/storage/{file}/contract", get(file_contract))
+        .route("/v1/storage/{file}/check", post(check_upload))
         .route("/v1/storage/{file}/shares/{share}", get(read_share))
         .route("/v1/storage/{file}/delete", post(delete_file))
         .route(
@@ -89,14 +98,16 @@ fn json(status: StatusCode, v: &serde_json::Value) -> Response {
     (status, axum::Json(v)).into_response()
 }
 
-async fn put_file(
-    State(app): State<App>,
-    Path(file): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Result<Response, ApiError> {
-    let st = storage(&app)?;
-    let id = parse_file(&file)?;
+/// Every check of an upload that does not need its bytes: signature,
+/// freshness, chain, id, manifest bounds, exact escrow, balance, duplicate,
+/// enough storage nodes with room. Run by `POST …/check` (so a client learns
+/// of a refusal before it sends the body) and again by the `PUT` itself.
+fn precheck(
+    app: &App,
+    st: &Storage,
+    id: Hash32,
+    headers: &HeaderMap,
+) -> Result<(Envelope, StorageContract, Did, u64, Amount), ApiError> {
     let env_json = headers.get(UPLOAD_HEADER).ok_or_else(|| {
         ApiError::unauthorized(
             "unsigned_upload",
@@ -183,6 +194,40 @@ async fn put_file(
             ));
         }
     }
+    Ok((env, o.message, o.signer, layout.share_len(), need))
+}
+
+async fn check_upload(
+    State(app): State<App>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let st = storage(&app)?;
+    let id = parse_file(&file)?;
+    let (_, c, _, share_len, need) = precheck(&app, &st, id, &headers)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "file": id.to_hex(),
+            "size": c.manifest.size,
+            "k": c.manifest.k,
+            "n": c.manifest.n,
+            "share_bytes": share_len,
+            "escrow": need.to_string(),
+        }),
+    ))
+}
+
+async fn put_file(
+    State(app): State<App>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let st = storage(&app)?;
+    let id = parse_file(&file)?;
+    let (env, contract, signer, share_len, need) = precheck(&app, &st, id, &headers)?;
+    let (c, m) = (&contract, &contract.manifest);
     let bytes = axum::body::to_bytes(body, m.size as usize)
         .await
         .map_err(|e| {
@@ -203,7 +248,7 @@ async fn put_file(
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::bad_request("manifest_mismatch", e.to_string()))?;
     let now = now_ms();
-    st.create(c, o.signer, &shares, now)
+    st.create(c, signer, &shares, now)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let mut core = app.lock();
     if let Err(e) = core.submit_entry(Entry::StorageContract(env)) {
@@ -215,6 +260,12 @@ async fn put_file(
         .map_err(|e| ApiError::internal(format!("the contract's block could not be written: {e}")))?
         .map(|b| b.height);
     drop(core);
+    if let Some(h) = height
+        && let Err(e) = st.set_contract_block(&id, h)
+    {
+        // Readers then find the contract from the requester's history.
+        tracing::warn!(file = %id, error = %e, "the contract's block height was not recorded");
+    }
     tracing::info!(file = %id, size = m.size, k = m.k, n = m.n, "storage contract accepted");
     Ok(json(
         StatusCode::CREATED,
@@ -223,7 +274,7 @@ async fn put_file(
             "size": m.size,
             "k": m.k,
             "n": m.n,
-            "share_bytes": layout.share_len(),
+            "share_bytes": share_len,
             "escrow": need.to_string(),
             "block": height,
         }),
@@ -239,6 +290,61 @@ async fn file_status(
     let groups = app.lock().online_groups();
     let v = st.view(&id, &groups).ok_or_else(|| unknown_file(&id))?;
     Ok(json(StatusCode::OK, &v))
+}
+
+/// Events of the requester scanned for a contract whose block was not recorded.
+const CONTRACT_HISTORY_SCAN: usize = 10_000;
+
+async fn file_contract(
+    State(app): State<App>,
+    Path(file): Path<String>,
+) -> Result<Response, ApiError> {
+    let st = storage(&app)?;
+    let id = parse_file(&file)?;
+    let rec = st.file(&id).ok_or_else(|| unknown_file(&id))?;
+    let core = app.lock();
+    let ledger = core.ledger();
+    let internal = |e: lode_ledger::LedgerError| ApiError::internal(e.to_string());
+    let heights: Vec<u64> = match rec.contract_block {
+        Some(h) => vec![h],
+        None => ledger
+            .history(&rec.requester, CONTRACT_HISTORY_SCAN)
+            .map_err(internal)?
+            .into_iter()
+            .filter(|ev| {
+                matches!(&ev.kind, lode_ledger::EventKind::EscrowLocked { job, .. } if *job == id)
+            })
+            .map(|ev| ev.height)
+            .collect(),
+    };
+    for h in heights {
+        let Some(block) = ledger.block(h).map_err(internal)? else {
+            continue;
+        };
+        for (index, e) in block.entries.iter().enumerate() {
+            let Entry::StorageContract(env) = e else {
+                continue;
+            };
+            let Ok(o) = env.open_signed::<StorageContract>() else {
+                continue;
+            };
+            if o.message.manifest.file == id {
+                return Ok(json(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "file": id.to_hex(),
+                        "block": h,
+                        "index": index,
+                        "envelope": env,
+                    }),
+                ));
+            }
+        }
+    }
+    Err(ApiError::not_found(
+        "contract_not_sealed",
+        format!("the contract of file {id} is not in a sealed block of this ledger yet"),
+    ))
 }
 
 #[derive(Debug, serde::Deserialize)]

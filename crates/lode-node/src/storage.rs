@@ -275,6 +275,7 @@ pub async fn run(client: GatewayClient, key: Arc<Keypair>, store: ShareStore) {
                 if tasks.is_empty() {
                     continue;
                 }
+                tracing::debug!(tasks = tasks.len(), "storage tasks received");
                 let s = Arc::clone(&store);
                 let done = tokio::task::spawn_blocking(move || {
                     let mut s = s.lock().unwrap_or_else(|p| p.into_inner());

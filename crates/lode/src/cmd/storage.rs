@@ -33,6 +33,10 @@ pub enum StorageCmd {
         /// Requester key file [default: $LODE_HOME/identity.key]
         #[arg(long)]
         key: Option<PathBuf>,
+        /// Seconds to wait, after the upload, for every share to be on its
+        /// node (0: return once the gateway holds the contract).
+        #[arg(long, default_value_t = 120)]
+        wait_s: u64,
         #[command(flatten)]
         common: Common,
     },
@@ -84,6 +88,51 @@ fn spinner(msg: String, json: bool) -> ProgressBar {
     pb
 }
 
+/// A byte progress bar (hidden for --json or when stderr is not a terminal).
+fn byte_bar(len: u64, msg: String, json: bool) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    if json || !std::io::stderr().is_terminal() {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_message(msg);
+    pb
+}
+
+/// Waits up to `wait_s` for every share of `id` to be held, with a bar of
+/// shares placed. Returns the shares held at the end.
+fn wait_placed(client: &Client, id: &str, n: u64, wait_s: u64, json: bool) -> u64 {
+    let pb = ProgressBar::new(n);
+    if json || !std::io::stderr().is_terminal() {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    pb.set_style(
+        ProgressStyle::with_template("placing shares [{bar:30}] {pos}/{len} on nodes [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let start = std::time::Instant::now();
+    let mut live = 0;
+    loop {
+        if let Ok(v) = client.storage_status(id) {
+            live = v["live_shares"].as_u64().unwrap_or(0);
+            pb.set_position(live);
+        }
+        if live >= n || start.elapsed().as_secs() >= wait_s {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    pb.finish_and_clear();
+    live
+}
+
 pub fn run(cmd: StorageCmd) -> Result<ExitCode> {
     match cmd {
         StorageCmd::Put {
@@ -93,6 +142,7 @@ pub fn run(cmd: StorageCmd) -> Result<ExitCode> {
             days,
             price,
             key,
+            wait_s,
             common,
         } => {
             let kf = load_key(key)?;
@@ -112,14 +162,15 @@ pub fn run(cmd: StorageCmd) -> Result<ExitCode> {
                 bail!("--needed must be at least 1 and below --shares (got {k} of {n})");
             }
             let term_hours = ((days * 24.0).ceil() as u64).max(1);
-            let pb = spinner(
-                format!(
-                    "encoding and uploading {} bytes as {n} shares (any {k} rebuild it)",
-                    data.len()
-                ),
+            let pb = byte_bar(
+                data.len() as u64,
+                format!("uploading as {n} shares (any {k} rebuild it)"),
                 common.json,
             );
-            let r = client.storage_put(
+            let bar = pb.clone();
+            let progress: lode_client::storage::UploadProgress =
+                std::sync::Arc::new(move |sent| bar.set_position(sent));
+            let r = client.storage_put_with_progress(
                 &kf.keypair,
                 &data,
                 PutOptions {
@@ -128,13 +179,22 @@ pub fn run(cmd: StorageCmd) -> Result<ExitCode> {
                     term_hours,
                     price_per_byte_hour: price,
                 },
+                Some(progress),
             );
             pb.finish_and_clear();
-            let v = r.map_err(|e| anyhow::anyhow!("{e}; storage nodes online: {online}"))?;
+            let mut v = r.map_err(|e| anyhow::anyhow!("{e}; storage nodes online: {online}"))?;
+            let id = v["file"].as_str().unwrap_or_default().to_string();
+            let n = v["n"].as_u64().unwrap_or(u64::from(n));
+            let live = if wait_s > 0 {
+                wait_placed(&client, &id, n, wait_s, common.json)
+            } else {
+                0
+            };
+            v["live_shares"] = live.into();
             if common.json {
                 println!("{v}");
             } else {
-                println!("{}", v["file"].as_str().unwrap_or_default());
+                println!("{id}");
                 eprintln!(
                     "stored {} bytes as {} shares of {} bytes (any {} rebuild it); escrow {} base units for {term_hours} h",
                     v["size"],
@@ -143,6 +203,11 @@ pub fn run(cmd: StorageCmd) -> Result<ExitCode> {
                     v["k"],
                     v["escrow"].as_str().unwrap_or("?")
                 );
+                if wait_s > 0 && live < n {
+                    eprintln!(
+                        "{live} of {n} shares are on nodes after {wait_s} s; the gateway keeps placing the rest (see `lode storage status {id}`)"
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -157,7 +222,12 @@ pub fn run(cmd: StorageCmd) -> Result<ExitCode> {
             let pb = spinner(format!("reading {id}"), common.json);
             let (data, used) = client.storage_get(&kf.keypair, &id, |i, r| {
                 if let Err(e) = r {
-                    pb.println(format!("share {i}: {e}; trying another"));
+                    let line = format!("share {i}: {e}; trying another");
+                    if pb.is_hidden() {
+                        eprintln!("{line}");
+                    } else {
+                        pb.println(line);
+                    }
                 }
             })?;
             pb.finish_and_clear();

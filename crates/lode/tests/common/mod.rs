@@ -40,6 +40,12 @@ pub fn ledger_verify_ok(ledger_dir: &Path) {
     );
 }
 
+/// Log filter of the processes a test starts: `warn`, or `LODE_TEST_LOG`
+/// (e.g. `LODE_TEST_LOG=lode_gateway=debug` to see why a test fails).
+pub fn test_log() -> String {
+    std::env::var("LODE_TEST_LOG").unwrap_or_else(|_| "warn".into())
+}
+
 pub fn lode_bin() -> &'static str {
     env!("CARGO_BIN_EXE_lode")
 }
@@ -164,7 +170,7 @@ impl Net {
                 },
             )
             .args(&self.gateway_args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", test_log())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -214,7 +220,7 @@ impl Net {
             .args(["--no-nice", "--data-dir"])
             .arg(self.dir.path().join(format!("node{i}")))
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", test_log())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

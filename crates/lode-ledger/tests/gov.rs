@@ -493,3 +493,49 @@ fn genesis_sections_validate_and_round_trip() {
     );
     assert!(Genesis::from_toml(&format!("{text}[staking.x]\n")).is_err());
 }
+
+#[test]
+fn a_new_staking_share_applies_from_the_epoch_after_the_tally() {
+    // Stake behind a working node, so the stakers' share is paid.
+    let (mut p, mut blocks, keys) = setup(&[1_000]);
+    let n0 = node_key(0);
+    let e = Signer { state: p.state() }.register(&n0, n0.did(), addr(0));
+    p.submit(e).unwrap();
+    let e = Signer { state: p.state() }.transfer(&funder(), requester().did(), 1_000 * ONE_TOKEN);
+    p.submit(e).unwrap();
+    let e = Signer { state: p.state() }.escrow(&requester(), job(1), 100 * ONE_TOKEN, 1);
+    p.submit(e).unwrap();
+    let e = delegate(&p, &keys[0], n0.did(), 10);
+    p.submit(e).unwrap();
+    let e = propose(
+        &p,
+        &proposer(),
+        ParamChange::StakingShareBps(3_000),
+        100 * ONE_TOKEN,
+    );
+    p.submit(e).unwrap();
+    let e = vote(&p, &keys[0], 0, Yes);
+    p.submit(e).unwrap();
+    for epoch in 0..3u64 {
+        if epoch > 0 {
+            // Close the previous epoch first, so the receipt lands in this one.
+            blocks.push(p.seal(T0 + epoch * EPOCH_MS).unwrap().unwrap());
+        }
+        p.submit(receipt(job(1), epoch, n0.did(), 10, vec![n0.did()]))
+            .unwrap();
+        blocks.push(p.seal(T0 + epoch * EPOCH_MS + 5).unwrap().unwrap());
+    }
+    blocks.push(p.seal(T0 + 3 * EPOCH_MS).unwrap().unwrap());
+    let st = p.state();
+    let e = 10_000 * ONE_TOKEN;
+    // Epochs 0 and 1 (the tally closes epoch 1) used 10 %; epoch 2 uses 30 %.
+    assert_eq!(st.epoch_record(0).unwrap().emission, e - e / 10);
+    assert_eq!(st.epoch_record(1).unwrap().emission, e - e / 10);
+    assert_eq!(st.epoch_record(2).unwrap().emission, e - 3 * e / 10);
+    assert_eq!(
+        st.staking_globals().staking_released,
+        e / 10 * 2 + 3 * e / 10
+    );
+    st.check_invariants().unwrap();
+    assert_eq!(replay(&blocks).state_root(), st.state_root());
+}

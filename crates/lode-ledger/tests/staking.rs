@@ -712,3 +712,48 @@ fn staking_entries_round_trip_and_show() {
     assert_eq!(lode_proto::canonical::decode::<Entry>(&bytes).unwrap(), s);
     assert_eq!(s.to_view()["kind"], "slash");
 }
+
+#[test]
+fn downtime_evidence_must_be_a_closed_epoch_below_half() {
+    let mut w = world(0);
+    let v = validator().did();
+    let e = bond(&w.p, &validator(), 20_001);
+    w.p.submit(e).unwrap();
+    let down = |epoch, signed, expected| {
+        Entry::Slash(Slash {
+            who: v,
+            fraction_bps: 1,
+            reason: SlashReason::Downtime,
+            evidence: SlashEvidence::Downtime {
+                epoch,
+                signed,
+                expected,
+            },
+        })
+    };
+    let who = [v];
+    let bad = |e: &EntryError| matches!(e, EntryError::BadEvidence(_));
+    // Epoch 0 is still open.
+    assert_rejected(&mut w.p, down(0, 0, 10), bad, &who);
+    w.seal(T0 + EPOCH_MS);
+    // Half or more signed is not downtime.
+    assert_rejected(&mut w.p, down(0, 5, 10), bad, &who);
+    // Above the 0.01 % cap.
+    assert_rejected(
+        &mut w.p,
+        Entry::Slash(Slash {
+            fraction_bps: 2,
+            ..match down(0, 4, 10) {
+                Entry::Slash(s) => s,
+                _ => unreachable!(),
+            }
+        }),
+        |e| matches!(e, EntryError::SlashFraction { max: 1, .. }),
+        &who,
+    );
+    w.p.submit(down(0, 4, 10)).unwrap();
+    let st = w.p.state();
+    assert_eq!(st.delegation(&v, &v), 20_001 - 2, "1 bps, floored");
+    assert!(st.stake_target(&v).unwrap().jailed);
+    assert!(!st.stake_target(&v).unwrap().tombstoned);
+}

@@ -266,12 +266,39 @@ fn entry_amounts(e: &Entry) -> (Option<Amount>, Option<u64>) {
                 .map(|p| p.message.amount),
             None,
         ),
+        Entry::Bond(env) => (
+            decode_payload::<lode_ledger::Bond>(env)
+                .ok()
+                .map(|p| p.message.amount),
+            None,
+        ),
+        Entry::Delegate(env) => (
+            decode_payload::<lode_ledger::Delegate>(env)
+                .ok()
+                .map(|p| p.message.amount),
+            None,
+        ),
+        Entry::Unbond(env) => (
+            decode_payload::<lode_ledger::Unbond>(env)
+                .ok()
+                .map(|p| p.message.amount),
+            None,
+        ),
+        Entry::Propose(env) => (
+            decode_payload::<lode_ledger::Propose>(env)
+                .ok()
+                .map(|p| p.message.deposit),
+            None,
+        ),
         Entry::RegisterNode(_)
         | Entry::Penalty(_)
         | Entry::AdjustNode(_)
         | Entry::ReportCredit(_)
         | Entry::PublishModel(_)
-        | Entry::StorageShare(_) => (None, None),
+        | Entry::StorageShare(_)
+        | Entry::SetCommission(_)
+        | Entry::Vote(_)
+        | Entry::Slash(_) => (None, None),
     }
 }
 

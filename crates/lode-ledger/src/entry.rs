@@ -242,6 +242,202 @@ impl Message for StorageContract {
     const KIND: &'static str = "lode/ledger/storage-contract/v1";
 }
 
+// ---------------------------------------------------------------------------
+// Staking and governance (signed by the staker / voter; sequence = its nonce).
+// See `docs/design/staking.md`.
+
+/// Bonds `amount` of the signer's liquid balance as stake behind itself
+/// (a self-bond: what makes an account a validator candidate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bond {
+    pub chain: Hash32,
+    #[serde(with = "serde_amount")]
+    pub amount: Amount,
+}
+
+impl Message for Bond {
+    const KIND: &'static str = "lode/ledger/bond/v1";
+}
+
+/// Bonds `amount` of the signer's liquid balance behind `to`: a registered
+/// node, a genesis validator, or an account with a self-bond.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delegate {
+    pub chain: Hash32,
+    pub to: Did,
+    #[serde(with = "serde_amount")]
+    pub amount: Amount,
+}
+
+impl Message for Delegate {
+    const KIND: &'static str = "lode/ledger/delegate/v1";
+}
+
+/// Starts unbonding `amount` of the signer's stake behind `from` (the signer
+/// itself for a self-bond). The tokens stay slashable and become liquid only
+/// after `unbonding_epochs` epoch closes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unbond {
+    pub chain: Hash32,
+    pub from: Did,
+    #[serde(with = "serde_amount")]
+    pub amount: Amount,
+}
+
+impl Message for Unbond {
+    const KIND: &'static str = "lode/ledger/unbond/v1";
+}
+
+/// Sets the commission (basis points, at most the genesis maximum) that
+/// `target` keeps from its stakers' rewards. Signed by the target itself or,
+/// for a node, by its operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetCommission {
+    pub chain: Hash32,
+    pub target: Did,
+    pub bps: u32,
+}
+
+impl Message for SetCommission {
+    const KIND: &'static str = "lode/ledger/set-commission/v1";
+}
+
+/// A governable parameter change, or a treasury spend. Only these (a typed
+/// whitelist); variants are only ever appended. `None` for a gateway knob
+/// means "the gateway's own configuration applies".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamChange {
+    /// Default quorum (agreeing replicas) of a job.
+    DefaultQuorum(Option<u32>),
+    /// Default replicas of a job.
+    DefaultReplicas(Option<u32>),
+    /// Share of the emission paid to stakers (bps, <= 5000).
+    StakingShareBps(u32),
+    /// Reward weight of a contribution kind (the reward split between kinds).
+    ContributionWeight { kind: ContributionKind, weight: u64 },
+    /// Ceiling on declared speed (fuel per second) accepted in submissions.
+    SpeedCeiling(Option<u64>),
+    /// Sybil/region policy: region spread, permille (0 = off).
+    RegionSpreadPermille(Option<u32>),
+    /// k of the browser reports' k-anonymity.
+    KAnonymity(Option<u32>),
+    /// Size of the validator set computed from stake.
+    ValidatorSetSize(u32),
+    /// Epoch closes an unbonding waits.
+    UnbondingEpochs(u64),
+    /// Pays `amount` from the treasury to `to`.
+    TreasurySpend {
+        to: Did,
+        #[serde(with = "serde_amount")]
+        amount: Amount,
+    },
+}
+
+/// Proposes `change`, locking `deposit` (at least the genesis minimum) of the
+/// signer's balance until the tally.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Propose {
+    pub chain: Hash32,
+    pub change: ParamChange,
+    #[serde(with = "serde_amount")]
+    pub deposit: Amount,
+    pub title: String,
+}
+
+impl Message for Propose {
+    const KIND: &'static str = "lode/ledger/propose/v1";
+}
+
+/// A vote option (Cosmos x/gov).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VoteOption {
+    Yes,
+    No,
+    Abstain,
+    /// No with veto: a vetoed proposal's deposit goes to the treasury.
+    Veto,
+}
+
+/// Votes on proposal `proposal`, weighted at the tally by the signer's bonded
+/// stake. A second vote replaces the first (as in Cosmos).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vote {
+    pub chain: Hash32,
+    pub proposal: u64,
+    pub option: VoteOption,
+}
+
+impl Message for Vote {
+    const KIND: &'static str = "lode/ledger/vote/v1";
+}
+
+/// A node's signed claim of its result for a unit: the evidence a
+/// [`Slash`] for a proven fault must carry. Never an entry by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultClaim {
+    pub chain: Hash32,
+    pub job: JobId,
+    pub unit: u64,
+    /// Digest of (output, exit code, fuel) the node reported.
+    pub result: Hash32,
+}
+
+impl Message for ResultClaim {
+    const KIND: &'static str = "lode/ledger/result-claim/v1";
+}
+
+/// Why stake is slashed. Variants are only ever appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlashReason {
+    /// A validator signed two different blocks at one height (also jails).
+    DoubleSign,
+    /// A validator missed too many blocks in an epoch (also jails).
+    Downtime,
+    /// A node signed a result proven wrong.
+    ProvenFault,
+}
+
+/// The proof a [`Slash`] carries; the ledger checks it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlashEvidence {
+    /// Two headers at one height with different hashes, both signed by the offender.
+    DoubleSign {
+        a: Box<crate::block::BlockHeader>,
+        sig_a: lode_proto::Signature,
+        b: Box<crate::block::BlockHeader>,
+        sig_b: lode_proto::Signature,
+    },
+    /// Blocks the validator signed out of those it was expected to sign in `epoch`.
+    Downtime {
+        epoch: u64,
+        signed: u64,
+        expected: u64,
+    },
+    /// The node's signed [`ResultClaim`]; `accepted` is the verified result of
+    /// the unit and `referee` the validator's own deterministic re-execution,
+    /// which must equal `accepted` (a quorum alone never proves a fault).
+    ProvenFault {
+        claim: Envelope,
+        accepted: Hash32,
+        referee: Hash32,
+    },
+}
+
+/// Slashes `fraction_bps` of the stake (bonded and unbonding, of the target
+/// and of every delegator behind it) of `who`; the tokens go to the treasury.
+/// Validator-authored, like [`Penalty`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slash {
+    pub who: Did,
+    pub fraction_bps: u32,
+    pub reason: SlashReason,
+    pub evidence: SlashEvidence,
+}
+
 /// A message that is recorded as a signed ledger entry.
 pub trait SignedEntry: Message + Clone {
     /// Wraps a signed envelope of this message kind as an entry.
@@ -271,6 +467,36 @@ impl SignedEntry for Withdraw {
 impl SignedEntry for StorageContract {
     fn wrap(envelope: Envelope) -> Entry {
         Entry::StorageContract(envelope)
+    }
+}
+impl SignedEntry for Bond {
+    fn wrap(envelope: Envelope) -> Entry {
+        Entry::Bond(envelope)
+    }
+}
+impl SignedEntry for Delegate {
+    fn wrap(envelope: Envelope) -> Entry {
+        Entry::Delegate(envelope)
+    }
+}
+impl SignedEntry for Unbond {
+    fn wrap(envelope: Envelope) -> Entry {
+        Entry::Unbond(envelope)
+    }
+}
+impl SignedEntry for SetCommission {
+    fn wrap(envelope: Envelope) -> Entry {
+        Entry::SetCommission(envelope)
+    }
+}
+impl SignedEntry for Propose {
+    fn wrap(envelope: Envelope) -> Entry {
+        Entry::Propose(envelope)
+    }
+}
+impl SignedEntry for Vote {
+    fn wrap(envelope: Envelope) -> Entry {
+        Entry::Vote(envelope)
     }
 }
 
@@ -435,6 +661,15 @@ pub enum Entry {
     /// A storage contract (signed [`StorageContract`]).
     StorageContract(Envelope),
     StorageShare(StorageShare),
+    /// Staking (signed [`Bond`], [`Delegate`], [`Unbond`], [`SetCommission`]).
+    Bond(Envelope),
+    Delegate(Envelope),
+    Unbond(Envelope),
+    SetCommission(Envelope),
+    /// Governance (signed [`Propose`], [`Vote`]).
+    Propose(Envelope),
+    Vote(Envelope),
+    Slash(Slash),
 }
 
 impl Entry {
@@ -466,6 +701,13 @@ impl Entry {
             Entry::PublishModel(_) => "publish_model",
             Entry::StorageContract(_) => "storage_contract",
             Entry::StorageShare(_) => "storage_share",
+            Entry::Bond(_) => "bond",
+            Entry::Delegate(_) => "delegate",
+            Entry::Unbond(_) => "unbond",
+            Entry::SetCommission(_) => "set_commission",
+            Entry::Propose(_) => "propose",
+            Entry::Vote(_) => "vote",
+            Entry::Slash(_) => "slash",
         }
     }
 
@@ -476,7 +718,13 @@ impl Entry {
             | Entry::Transfer(e)
             | Entry::JobEscrow(e)
             | Entry::Withdraw(e)
-            | Entry::StorageContract(e) => Some(e),
+            | Entry::StorageContract(e)
+            | Entry::Bond(e)
+            | Entry::Delegate(e)
+            | Entry::Unbond(e)
+            | Entry::SetCommission(e)
+            | Entry::Propose(e)
+            | Entry::Vote(e) => Some(e),
             _ => None,
         }
     }
@@ -490,6 +738,12 @@ impl Entry {
             Entry::JobEscrow(e) => sig_ok::<JobEscrow>(e),
             Entry::Withdraw(e) => sig_ok::<Withdraw>(e),
             Entry::StorageContract(e) => sig_ok::<StorageContract>(e),
+            Entry::Bond(e) => sig_ok::<Bond>(e),
+            Entry::Delegate(e) => sig_ok::<Delegate>(e),
+            Entry::Unbond(e) => sig_ok::<Unbond>(e),
+            Entry::SetCommission(e) => sig_ok::<SetCommission>(e),
+            Entry::Propose(e) => sig_ok::<Propose>(e),
+            Entry::Vote(e) => sig_ok::<Vote>(e),
             _ => true,
         }
     }
@@ -524,6 +778,13 @@ impl Entry {
             Entry::PublishModel(m) => serde_json::to_value(m).unwrap_or_default(),
             Entry::StorageContract(e) => signed::<StorageContract>(e),
             Entry::StorageShare(s) => serde_json::to_value(s).unwrap_or_default(),
+            Entry::Bond(e) => signed::<Bond>(e),
+            Entry::Delegate(e) => signed::<Delegate>(e),
+            Entry::Unbond(e) => signed::<Unbond>(e),
+            Entry::SetCommission(e) => signed::<SetCommission>(e),
+            Entry::Propose(e) => signed::<Propose>(e),
+            Entry::Vote(e) => signed::<Vote>(e),
+            Entry::Slash(s) => serde_json::to_value(s).unwrap_or_default(),
         };
         json!({ "kind": self.kind_name(), "entry": body })
     }

@@ -91,6 +91,38 @@ pub enum EntryError {
     ReportAmount(u64),
     #[error("model {name} is already published with hash {sha256}")]
     ModelAlreadyPublished { name: String, sha256: Hash32 },
+    #[error("staking is not enabled on this chain (no [staking] in genesis)")]
+    StakingDisabled,
+    #[error("governance is not enabled on this chain (no [governance] in genesis)")]
+    GovernanceDisabled,
+    #[error(
+        "{0} cannot be staked behind: not a registered node, a genesis validator or a self-bonded account"
+    )]
+    UnknownStakeTarget(Did),
+    #[error("the signer has {bonded} base units bonded behind {target}, {needed} needed")]
+    InsufficientStake {
+        target: Did,
+        bonded: Amount,
+        needed: Amount,
+    },
+    #[error("commission {bps} bps exceeds the maximum {max} bps")]
+    CommissionTooHigh { bps: u32, max: u32 },
+    #[error(
+        "{signer} may not set the commission of {target} (only the target or its node's operator)"
+    )]
+    NotTargetOperator { signer: Did, target: Did },
+    #[error("deposit {deposit} is below the minimum {min}")]
+    DepositTooLow { deposit: Amount, min: Amount },
+    #[error("proposal {0} does not exist")]
+    UnknownProposal(u64),
+    #[error("voting on proposal {proposal} ended with epoch {ended}")]
+    VotingClosed { proposal: u64, ended: u64 },
+    #[error("invalid parameter change: {0}")]
+    InvalidParamChange(String),
+    #[error("slash of {bps} bps is outside 1..={max} for this reason")]
+    SlashFraction { bps: u32, max: u32 },
+    #[error("slash evidence does not prove the fault: {0}")]
+    BadEvidence(String),
     #[error("internal inconsistency: {0}")]
     Internal(&'static str),
 }

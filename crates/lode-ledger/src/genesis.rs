@@ -37,8 +37,16 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_VALIDATORS: usize = 64;
 
 /// Chain parameters and tokenomics, fixed at genesis.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// ## Encoding of the optional sections
+/// `staking` and `governance` (issue 15) are optional. In TOML and JSON they
+/// are ordinary optional tables. In the canonical (binary) encoding a genesis
+/// without them encodes exactly as before they existed (same bytes, so every
+/// existing chain keeps its genesis hash); with them, each present section
+/// follows the legacy fields as an `Option` (`[staking]` first; a
+/// `[governance]` section requires `[staking]`, which keeps the trailing
+/// encoding unambiguous). See `GenesisBinary` below.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Genesis {
     /// Human-readable network name (signed entries bind the genesis *hash*).
     pub chain_id: String,
@@ -56,6 +64,208 @@ pub struct Genesis {
     pub contribution_weights: BTreeMap<ContributionKind, u64>,
     #[serde(rename = "allocation")]
     pub allocations: Vec<Allocation>,
+    /// Staking and slashing (see `docs/design/staking.md`). `None`: staking is
+    /// off (no staking entry is accepted, no emission goes to stakers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staking: Option<StakingParams>,
+    /// Stake-weighted governance. `None`: no proposals are accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governance: Option<GovernanceParams>,
+}
+
+/// The genesis fields that existed before the optional sections, in their
+/// order: the binary encoding of a genesis is this, then the sections.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GenesisV1 {
+    chain_id: String,
+    genesis_time_ms: u64,
+    #[serde(default)]
+    validators: Vec<Did>,
+    token: TokenParams,
+    epoch: EpochParams,
+    emission: EmissionParams,
+    contribution_weights: BTreeMap<ContributionKind, u64>,
+    #[serde(rename = "allocation")]
+    allocations: Vec<Allocation>,
+}
+
+impl From<GenesisV1> for Genesis {
+    fn from(g: GenesisV1) -> Self {
+        Genesis {
+            chain_id: g.chain_id,
+            genesis_time_ms: g.genesis_time_ms,
+            validators: g.validators,
+            token: g.token,
+            epoch: g.epoch,
+            emission: g.emission,
+            contribution_weights: g.contribution_weights,
+            allocations: g.allocations,
+            staking: None,
+            governance: None,
+        }
+    }
+}
+
+/// The text (TOML/JSON) form: every field, unknown fields refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenesisText {
+    chain_id: String,
+    genesis_time_ms: u64,
+    #[serde(default)]
+    validators: Vec<Did>,
+    token: TokenParams,
+    epoch: EpochParams,
+    emission: EmissionParams,
+    contribution_weights: BTreeMap<ContributionKind, u64>,
+    #[serde(rename = "allocation")]
+    allocations: Vec<Allocation>,
+    #[serde(default)]
+    staking: Option<StakingParams>,
+    #[serde(default)]
+    governance: Option<GovernanceParams>,
+}
+
+impl<'de> Deserialize<'de> for Genesis {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let t = GenesisText::deserialize(d)?;
+            return Ok(Genesis {
+                chain_id: t.chain_id,
+                genesis_time_ms: t.genesis_time_ms,
+                validators: t.validators,
+                token: t.token,
+                epoch: t.epoch,
+                emission: t.emission,
+                contribution_weights: t.contribution_weights,
+                allocations: t.allocations,
+                staking: t.staking,
+                governance: t.governance,
+            });
+        }
+        d.deserialize_tuple(3, GenesisBinary)
+    }
+}
+
+/// Binary decoding: the legacy fields, then up to two trailing `Option`s.
+/// A genesis is always the last value of what holds it (the only entry of
+/// block 0; snapshots store it as separate bytes), so a section that is absent
+/// is simply the end of the input. Reading past the end is an error that is
+/// taken as "absent"; anything read wrongly cannot survive the canonical
+/// re-encoding check (`lode_proto::canonical::decode`).
+struct GenesisBinary;
+
+impl<'de> serde::de::Visitor<'de> for GenesisBinary {
+    type Value = Genesis;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a genesis")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Genesis, A::Error> {
+        let base: GenesisV1 = seq
+            .next_element()?
+            .ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
+        let mut g = Genesis::from(base);
+        if let Ok(Some(Some(s))) = seq.next_element::<Option<StakingParams>>() {
+            g.staking = Some(s);
+            if let Ok(Some(Some(gov))) = seq.next_element::<Option<GovernanceParams>>() {
+                g.governance = Some(gov);
+            }
+        }
+        Ok(g)
+    }
+}
+
+fn default_unbonding_epochs() -> u64 {
+    21
+}
+fn default_max_commission_bps() -> u32 {
+    2_000
+}
+fn default_validator_set_size() -> u32 {
+    16
+}
+fn default_double_sign_slash_bps() -> u32 {
+    500
+}
+fn default_downtime_slash_bps() -> u32 {
+    1
+}
+fn default_fault_slash_bps() -> u32 {
+    1_000
+}
+fn default_voting_period_epochs() -> u64 {
+    7
+}
+fn default_min_deposit() -> Amount {
+    1_000 * crate::amount::ONE_TOKEN
+}
+
+/// Largest share of an epoch's emission that may go to stakers: the
+/// contributors keep at least half.
+pub const MAX_STAKING_SHARE_BPS: u32 = 5_000;
+
+/// `[staking]`: staking, staking rewards and slashing (docs/design/staking.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StakingParams {
+    /// Share of each epoch's emission paid to stakers, basis points
+    /// (at most [`MAX_STAKING_SHARE_BPS`]). Default 0.
+    #[serde(default)]
+    pub share_bps: u32,
+    /// Epoch closes an unbonding waits before its tokens are liquid (>= 1).
+    #[serde(default = "default_unbonding_epochs")]
+    pub unbonding_epochs: u64,
+    /// Highest commission an operator may set, basis points.
+    #[serde(default = "default_max_commission_bps")]
+    pub max_commission_bps: u32,
+    /// Size of the validator set computed from bonded power (1..=MAX_VALIDATORS).
+    #[serde(default = "default_validator_set_size")]
+    pub validator_set_size: u32,
+    /// Highest slash for double signing, basis points of stake (Cosmos: 5 %).
+    #[serde(default = "default_double_sign_slash_bps")]
+    pub double_sign_slash_bps: u32,
+    /// Highest slash for downtime (Cosmos: 0.01 %).
+    #[serde(default = "default_downtime_slash_bps")]
+    pub downtime_slash_bps: u32,
+    /// Highest slash for a proven wrong result of a node.
+    #[serde(default = "default_fault_slash_bps")]
+    pub fault_slash_bps: u32,
+}
+
+impl Default for StakingParams {
+    fn default() -> Self {
+        StakingParams {
+            share_bps: 0,
+            unbonding_epochs: default_unbonding_epochs(),
+            max_commission_bps: default_max_commission_bps(),
+            validator_set_size: default_validator_set_size(),
+            double_sign_slash_bps: default_double_sign_slash_bps(),
+            downtime_slash_bps: default_downtime_slash_bps(),
+            fault_slash_bps: default_fault_slash_bps(),
+        }
+    }
+}
+
+/// `[governance]`: proposals and votes (docs/design/staking.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceParams {
+    /// Deposit a proposal must lock (returned unless vetoed).
+    #[serde(default = "default_min_deposit", with = "serde_amount")]
+    pub min_deposit: Amount,
+    /// Epochs a proposal is open for votes (>= 1); tallied at the close of the last.
+    #[serde(default = "default_voting_period_epochs")]
+    pub voting_period_epochs: u64,
+}
+
+impl Default for GovernanceParams {
+    fn default() -> Self {
+        GovernanceParams {
+            min_deposit: default_min_deposit(),
+            voting_period_epochs: default_voting_period_epochs(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +376,16 @@ pub enum GenesisError {
     ValidatorCount(usize),
     #[error("validator {0} is listed twice")]
     DuplicateValidator(Did),
+    #[error(
+        "staking share {0} bps exceeds {MAX_STAKING_SHARE_BPS}: contributors keep at least half"
+    )]
+    StakingShareTooHigh(u32),
+    #[error("staking parameter {0} is out of range")]
+    BadStakingParam(&'static str),
+    #[error("governance parameter {0} is out of range")]
+    BadGovernanceParam(&'static str),
+    #[error("a [governance] section needs a [staking] section (votes are weighted by stake)")]
+    GovernanceWithoutStaking,
 }
 
 impl Genesis {
@@ -275,6 +495,20 @@ impl Genesis {
                 supply: self.token.total_supply,
             });
         }
+        if let Some(st) = &self.staking {
+            st.validate()?;
+        }
+        if let Some(g) = &self.governance {
+            if self.staking.is_none() {
+                return Err(GenesisError::GovernanceWithoutStaking);
+            }
+            if g.min_deposit == 0 {
+                return Err(GenesisError::BadGovernanceParam("min_deposit"));
+            }
+            if g.voting_period_epochs == 0 {
+                return Err(GenesisError::BadGovernanceParam("voting_period_epochs"));
+            }
+        }
         let pool = self.contributors_pool();
         if self.emission.initial_per_epoch > pool {
             return Err(GenesisError::EmissionExceedsPool {
@@ -330,6 +564,35 @@ impl Genesis {
     /// Reward weight of a contribution kind, if it has one.
     pub fn weight(&self, kind: ContributionKind) -> Option<u64> {
         self.contribution_weights.get(&kind).copied()
+    }
+}
+
+impl StakingParams {
+    /// Range checks (also applied to governance changes of these values).
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        let bps = crate::entry::FULL_BPS;
+        if self.share_bps > MAX_STAKING_SHARE_BPS {
+            return Err(GenesisError::StakingShareTooHigh(self.share_bps));
+        }
+        if self.unbonding_epochs == 0 || self.unbonding_epochs > 10_000 {
+            return Err(GenesisError::BadStakingParam("unbonding_epochs"));
+        }
+        if self.max_commission_bps > bps {
+            return Err(GenesisError::BadStakingParam("max_commission_bps"));
+        }
+        if self.validator_set_size == 0 || self.validator_set_size as usize > MAX_VALIDATORS {
+            return Err(GenesisError::BadStakingParam("validator_set_size"));
+        }
+        for (name, v) in [
+            ("double_sign_slash_bps", self.double_sign_slash_bps),
+            ("downtime_slash_bps", self.downtime_slash_bps),
+            ("fault_slash_bps", self.fault_slash_bps),
+        ] {
+            if v > bps {
+                return Err(GenesisError::BadStakingParam(name));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -34,20 +34,23 @@ pub mod verify;
 pub use amount::{Amount, ONE_TOKEN, format_tokens, parse_amount};
 pub use block::{Block, BlockHeader};
 pub use entry::{
-    AdjustNode, ContributionKind, Entry, EpochClose, JobEscrow, JobId, Payout, Penalty,
-    PenaltyReason, RegisterNode, Settlement, SignedEntry, StorageContract, StorageShare, Transfer,
-    Withdraw, WorkReceipt,
+    AdjustNode, Bond, ContributionKind, Delegate, Entry, EpochClose, JobEscrow, JobId, ParamChange,
+    Payout, Penalty, PenaltyReason, Propose, RegisterNode, ResultClaim, SetCommission, Settlement,
+    SignedEntry, Slash, SlashEvidence, SlashReason, StorageContract, StorageShare, Transfer,
+    Unbond, Vote, VoteOption, Withdraw, WorkReceipt,
 };
 pub use error::{BlockError, EntryError};
-pub use genesis::{Allocation, AllocationRole, Genesis, GenesisError};
+pub use genesis::{
+    Allocation, AllocationRole, Genesis, GenesisError, GovernanceParams, StakingParams,
+};
 pub use ledger::{
     ClaimProof, Ledger, LedgerConfig, LedgerError, LedgerView, OpenReport, SealedBlock,
 };
 pub use merkle::StandardMerkleTree;
 pub use producer::{ProduceError, Producer};
 pub use state::{
-    Account, EntryCtx, Event, EventKind, FairnessReport, Job, Node, PendingEarnings, State,
-    SupplyReport, apply,
+    Account, ChainParams, EntryCtx, Event, EventKind, FairnessReport, Job, Node, PendingEarnings,
+    Proposal, ProposalStatus, StakeTarget, StakingGlobals, State, SupplyReport, Tally, apply,
 };
 pub use store::{BlockStore, StoreError};
 pub use verify::{BlockFault, VerifyError, VerifyReport, verify};

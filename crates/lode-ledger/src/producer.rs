@@ -184,7 +184,7 @@ impl Producer {
             }
         };
         let leaves = crate::par::map(&encoded, 4096, |b| block::leaf_hash(b));
-        let (lt, root) = self.state.prepare_root(height, time);
+        let (lt, root) = self.state.prepare_root(height, time, &self.validator.did());
         let header = BlockHeader {
             version: BLOCK_VERSION,
             height,

@@ -11,13 +11,16 @@
 //! where `items` is every entry of every state map, encoded as
 //! `tag ‖ canonical(key) ‖ canonical(value)` (tags: 1 accounts, 2 nodes,
 //! 3 jobs, 4 credited units, 5 owed fees, 6 current-epoch work, 7 claims,
-//! 8 allocations, 9 epoch records, 10 report credits, 11 published models), and LtHash is the homomorphic set hash of
+//! 8 allocations, 9 epoch records, 10 report credits, 11 published models,
+//! 12 delegations, 13 stake targets, 14 unbonding entries, 15 staking globals,
+//! 16 proposals, 17 votes; see [`staking`] and [`gov`]), and LtHash is the homomorphic set hash of
 //! [`crate::lthash`]. The root is a function of the state alone (not of its
 //! history), and updating it costs O(items changed in the block).
 //!
 //! ## Conservation
 //! At every height, `total_supply` equals the sum of balances, escrow,
-//! pool_remaining, reward_dust, locked, reserved and withdrawn (see
+//! pool_remaining, reward_dust, locked, reserved and withdrawn, plus (staking
+//! chains) bonded and unbonding stake, the treasury and proposal deposits (see
 //! [`State::check_invariants`]). Issuance (tokens leaving the pool or vesting
 //! locks) happens only when an epoch closes, by exactly the scheduled emission
 //! (split among contributors, dust carried) and the scheduled vesting.
@@ -37,13 +40,18 @@ use crate::par;
 use crate::rewards::{gini, mul_div_floor, split_pro_rata};
 use crate::tracked::TrackedMap;
 
+pub mod gov;
 pub mod models;
 mod reports;
+mod slashing;
+pub mod staking;
+pub use gov::{Proposal, ProposalStatus, Tally};
 use lode_proto::canonical::CanonicalError;
 use lode_proto::envelope::Payload;
 use lode_proto::{Did, Envelope, EvmAddress, Hash32, Message};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
+pub use staking::{ChainParams, StakeTarget, StakingGlobals};
 use std::sync::Arc;
 
 /// Domain tag of state roots.
@@ -292,6 +300,65 @@ pub enum EventKind {
         weight: u128,
         detail: String,
     },
+    /// Liquid balance bonded as stake behind `target`.
+    Bonded {
+        target: Did,
+        #[serde(with = "serde_amount")]
+        amount: Amount,
+    },
+    /// Unbonding started; liquid at the close of epoch `liquid_after_epoch`.
+    UnbondStarted {
+        target: Did,
+        #[serde(with = "serde_amount")]
+        amount: Amount,
+        liquid_after_epoch: u64,
+    },
+    /// An unbonding ended: the tokens are liquid again.
+    UnbondReleased {
+        target: Did,
+        #[serde(with = "serde_amount")]
+        amount: Amount,
+    },
+    CommissionSet {
+        target: Did,
+        bps: u32,
+    },
+    /// A staking reward (a delegator's share, or the operator's commission).
+    StakingReward {
+        epoch: u64,
+        target: Did,
+        #[serde(with = "serde_amount")]
+        amount: Amount,
+        commission: bool,
+    },
+    /// Stake of this account behind `target` was slashed (to the treasury).
+    Slashed {
+        target: Did,
+        reason: crate::entry::SlashReason,
+        fraction_bps: u32,
+        #[serde(with = "serde_amount")]
+        amount: Amount,
+    },
+    ProposalSubmitted {
+        proposal: u64,
+        #[serde(with = "serde_amount")]
+        deposit: Amount,
+    },
+    Voted {
+        proposal: u64,
+        option: crate::entry::VoteOption,
+    },
+    DepositReturned {
+        proposal: u64,
+        #[serde(with = "serde_amount")]
+        amount: Amount,
+    },
+    /// Paid by a passed treasury-spend proposal.
+    TreasuryPaid {
+        proposal: u64,
+        #[serde(with = "serde_amount")]
+        amount: Amount,
+    },
 }
 
 impl EventKind {
@@ -303,10 +370,18 @@ impl EventKind {
             | EventKind::Received { amount, .. }
             | EventKind::Refunded { amount, .. }
             | EventKind::FeeEarned { amount, .. }
-            | EventKind::Reward { amount, .. } => (*amount, 0),
+            | EventKind::Reward { amount, .. }
+            | EventKind::UnbondReleased { amount, .. }
+            | EventKind::StakingReward { amount, .. }
+            | EventKind::DepositReturned { amount, .. }
+            | EventKind::TreasuryPaid { amount, .. } => (*amount, 0),
             EventKind::Sent { amount, .. }
             | EventKind::EscrowLocked { amount, .. }
-            | EventKind::Withdrawn { amount, .. } => (0, *amount),
+            | EventKind::Withdrawn { amount, .. }
+            | EventKind::Bonded { amount, .. }
+            | EventKind::ProposalSubmitted {
+                deposit: amount, ..
+            } => (0, *amount),
             _ => (0, 0),
         }
     }
@@ -401,6 +476,7 @@ pub struct EntryCtx {
 #[derive(Debug, Clone)]
 pub struct Mark {
     maps: [usize; 11],
+    staking: [usize; 6],
     totals: Totals,
     events: usize,
 }
@@ -426,6 +502,8 @@ pub struct State {
     pub(crate) report_credits: TrackedMap<(Hash32, [u8; 32]), u64>,
     /// Community models in force by name (see [`models`]).
     pub(crate) models: TrackedMap<String, models::ModelRecord>,
+    /// Staking, slashing and governance (see [`staking`], [`gov`]).
+    pub(crate) staking: staking::StakingMaps,
     /// Commitment to the maps as of the last commit.
     lthash: LtHash,
     /// Totals as of the last commit.
@@ -577,6 +655,8 @@ struct EpochPlan {
     rewards: Vec<(Did, Did, u128, Amount)>,
     /// (allocation index in genesis, amount)
     vesting: Vec<(usize, Amount)>,
+    /// Stakers' share of the emission (nothing on chains without staking).
+    staking: staking::StakingPlan,
 }
 
 /// Applies a block to a copy of `state`: the pure-function form of
@@ -616,6 +696,7 @@ impl State {
             epochs: TrackedMap::default(),
             report_credits: TrackedMap::default(),
             models: TrackedMap::default(),
+            staking: staking::StakingMaps::default(),
             lthash: LtHash::new(),
             committed_totals: Totals::default(),
             committed_root: Hash32::default(),
@@ -855,10 +936,11 @@ impl State {
             let bps = self.nodes.get(d).map_or(0, |x| x.reward_bps);
             total = total.saturating_add(w.saturating_mul(bps.into()));
         }
-        let emission = self
+        let released = self
             .genesis
             .scheduled_emission(self.totals.epoch)
             .min(self.totals.pool_remaining);
+        let emission = released - self.plan_staking(released).map_or(0, |p| p.cut);
         let available = emission.saturating_add(self.totals.reward_dust);
         let estimated = if total == 0 {
             0
@@ -968,6 +1050,7 @@ impl State {
         map_items(TAG_EPOCH, &self.epochs, &mut items);
         map_items(TAG_REPORT_CREDIT, &self.report_credits, &mut items);
         map_items(TAG_MODEL, &self.models, &mut items);
+        self.staking.items(&mut items);
         lthash_of(&items)
     }
 
@@ -1024,6 +1107,7 @@ impl State {
         if locked != t.locked || released != t.released {
             return Err("vesting totals disagree with allocations".into());
         }
+        let (staked, staking_released) = self.check_staking_invariants()?;
         let sum = [
             t.balances,
             t.escrow,
@@ -1032,6 +1116,7 @@ impl State {
             t.locked,
             t.reserved,
             t.withdrawn,
+            staked,
         ]
         .iter()
         .try_fold(0u128, |acc, x| acc.checked_add(*x));
@@ -1042,7 +1127,7 @@ impl State {
             ));
         }
         let pool = self.genesis.contributors_pool();
-        if t.pool_remaining + t.rewards_paid + t.reward_dust != pool {
+        if t.pool_remaining + t.rewards_paid + t.reward_dust + staking_released != pool {
             return Err("contributors' pool does not add up".into());
         }
         for ((job, _, _), ()) in self.credited.iter() {
@@ -1142,11 +1227,16 @@ impl State {
             .try_fold(0u128, |a, w| a.checked_add(*w))
             .ok_or(EntryError::Overflow("total weight"))?;
         let dust_in = t.reward_dust;
+        let mut staking_plan = staking::StakingPlan::default();
         let (emission, rewards, dust) = if total_weight == 0 {
             // Nobody contributed: this epoch's emission stays in the pool.
             (0, Vec::new(), dust_in)
         } else {
-            let emission = self.genesis.scheduled_emission(epoch).min(t.pool_remaining);
+            let released = self.genesis.scheduled_emission(epoch).min(t.pool_remaining);
+            // The stakers' share comes off the top; `emission` (the figure
+            // the entry carries) is the contributors' part.
+            staking_plan = self.plan_staking(released)?;
+            let emission = released - staking_plan.cut;
             let available = add(emission, dust_in, "available rewards")?;
             let (shares, dust) =
                 split_pro_rata(available, &weights).ok_or(EntryError::Overflow("reward split"))?;
@@ -1195,6 +1285,7 @@ impl State {
             total_weight,
             rewards,
             vesting,
+            staking: staking_plan,
         })
     }
 
@@ -1264,6 +1355,7 @@ impl State {
                 self.report_credits.mark(),
                 self.models.mark(),
             ],
+            staking: self.staking.marks(),
             totals: self.totals.clone(),
             events: self.events.as_ref().map_or(0, Vec::len),
         }
@@ -1284,6 +1376,7 @@ impl State {
         self.epochs.rollback(m[8]);
         self.report_credits.rollback(m[9]);
         self.models.rollback(m[10]);
+        self.staking.rollback(&mark.staking);
         self.totals = mark.totals.clone();
         if let Some(ev) = &mut self.events {
             ev.truncate(mark.events);
@@ -1292,7 +1385,9 @@ impl State {
 
     /// Whether entries were applied since the last commit.
     pub fn has_uncommitted(&self) -> bool {
-        self.mark().maps.iter().any(|m| *m > 0) || self.totals != self.committed_totals
+        let m = self.mark();
+        m.maps.iter().chain(m.staking.iter()).any(|m| *m > 0)
+            || self.totals != self.committed_totals
     }
 
     /// The LtHash and root the state would commit to now (O(changed items)).
@@ -1309,6 +1404,7 @@ impl State {
         map_delta(TAG_EPOCH, &self.epochs, &mut items);
         map_delta(TAG_REPORT_CREDIT, &self.report_credits, &mut items);
         map_delta(TAG_MODEL, &self.models, &mut items);
+        self.staking.delta(&mut items);
         let mut lt = self.lthash.clone();
         lt.add(&lthash_of(&items));
         let root = root_of(&self.totals, &lt);
@@ -1327,6 +1423,7 @@ impl State {
         self.epochs.commit();
         self.report_credits.commit();
         self.models.commit();
+        self.staking.commit();
         self.lthash = lt;
         self.committed_totals = self.totals.clone();
         self.committed_root = root;
@@ -1340,7 +1437,14 @@ impl State {
 
     /// Sets the block height and time (for the block being built) and returns
     /// the state root the block will carry. Does not commit.
-    pub(crate) fn prepare_root(&mut self, height: u64, time_ms: u64) -> (LtHash, Hash32) {
+    /// `validator` signs the block (counted for staking performance).
+    pub(crate) fn prepare_root(
+        &mut self,
+        height: u64,
+        time_ms: u64,
+        validator: &Did,
+    ) -> (LtHash, Hash32) {
+        self.note_block(validator);
         self.totals.height = height;
         self.totals.timestamp_ms = time_ms;
         self.pending_commitment()
@@ -1431,7 +1535,7 @@ impl State {
                 });
             }
         }
-        let (lt, computed) = self.prepare_root(h.height, h.timestamp_ms);
+        let (lt, computed) = self.prepare_root(h.height, h.timestamp_ms, &h.validator);
         if computed != h.state_root {
             self.rollback(&start);
             return Err(BlockError::StateRootMismatch {
@@ -1461,6 +1565,13 @@ impl State {
             Entry::PublishModel(m) => self.apply_publish_model(m, ctx.height),
             Entry::StorageContract(e) => self.apply_storage_contract(e, ctx),
             Entry::StorageShare(s) => self.apply_storage_share(s),
+            Entry::Bond(e) => self.apply_bond(e, ctx),
+            Entry::Delegate(e) => self.apply_delegate(e, ctx),
+            Entry::Unbond(e) => self.apply_unbond(e, ctx),
+            Entry::SetCommission(e) => self.apply_set_commission(e, ctx),
+            Entry::Propose(e) => self.apply_propose(e, ctx),
+            Entry::Vote(e) => self.apply_vote(e, ctx),
+            Entry::Slash(s) => self.apply_slash(s, ctx),
         };
         if r.is_err() {
             self.rollback(&mark);
@@ -1699,8 +1810,7 @@ impl State {
         amount: u64,
     ) -> Result<(u128, u128, u128), EntryError> {
         let weight = self
-            .genesis
-            .weight(kind)
+            .weight_of(kind)
             .ok_or(EntryError::UnweightedKind(kind))?;
         let w = u128::from(amount)
             .checked_mul(weight.into())
@@ -1904,6 +2014,7 @@ impl State {
         }
         let t = &mut self.totals;
         t.pool_remaining = sub(t.pool_remaining, c.emission, "pool")?;
+        t.pool_remaining = sub(t.pool_remaining, plan.staking.cut, "pool")?;
         t.reward_dust = c.dust;
         t.rewards_paid = add(t.rewards_paid, c.distributed, "rewards total")?;
         let genesis = Arc::clone(&self.genesis);
@@ -1937,6 +2048,9 @@ impl State {
         for d in nodes {
             self.work.remove(&d);
         }
+        // Staking rewards (planned above), tallies, matured unbondings, the
+        // next validator set.
+        self.close_staking(epoch, &plan.staking, ctx)?;
         self.totals.epoch_weight = 0;
         self.epochs.insert(
             epoch,
@@ -1986,6 +2100,7 @@ impl State {
         n.penalties += 1;
         let operator = n.operator;
         self.nodes.insert(p.node, n);
+        self.note_penalty(&p.node);
         let kind = EventKind::Penalized {
             node: p.node,
             reason: p.reason,
@@ -2037,9 +2152,11 @@ impl State {
         if self.has_uncommitted() {
             return Err(SnapshotError::Uncommitted);
         }
+        let genesis = lode_proto::canonical::encode(&*self.genesis)
+            .map_err(|e| SnapshotError::Decode(e.to_string()))?;
         let s = SnapshotRef {
             version: SNAPSHOT_VERSION,
-            genesis: &self.genesis,
+            genesis: &genesis,
             chain_id: self.chain_id,
             head_hash: self.head_hash,
             totals: &self.totals,
@@ -2054,6 +2171,7 @@ impl State {
             epochs: &self.epochs,
             report_credits: &self.report_credits,
             models: &self.models,
+            staking: &self.staking,
         };
         postcard::to_allocvec(&s).map_err(|e| SnapshotError::Decode(e.to_string()))
     }
@@ -2062,11 +2180,37 @@ impl State {
     /// commitment from every item (a snapshot is never trusted: the caller
     /// compares [`State::state_root`] with the block header at that height).
     pub fn from_snapshot(bytes: &[u8]) -> Result<State, SnapshotError> {
-        let s: SnapshotOwned =
-            postcard::from_bytes(bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
-        if s.version != SNAPSHOT_VERSION {
-            return Err(SnapshotError::Version(s.version));
-        }
+        let decode = |e: postcard::Error| SnapshotError::Decode(e.to_string());
+        let (version, _) = postcard::take_from_bytes::<u32>(bytes).map_err(decode)?;
+        let s: SnapshotOwned = match version {
+            SNAPSHOT_VERSION => {
+                let s: SnapshotOwnedV3 = postcard::from_bytes(bytes).map_err(decode)?;
+                let genesis: Genesis = lode_proto::canonical::decode(&s.genesis)
+                    .map_err(|e| SnapshotError::Decode(e.to_string()))?;
+                SnapshotOwned {
+                    genesis,
+                    chain_id: s.chain_id,
+                    head_hash: s.head_hash,
+                    totals: s.totals,
+                    accounts: s.accounts,
+                    nodes: s.nodes,
+                    jobs: s.jobs,
+                    credited: s.credited,
+                    owed: s.owed,
+                    work: s.work,
+                    claims: s.claims,
+                    allocations: s.allocations,
+                    epochs: s.epochs,
+                    report_credits: s.report_credits,
+                    models: s.models,
+                    staking: s.staking,
+                }
+            }
+            2 => postcard::from_bytes::<SnapshotOwnedV2>(bytes)
+                .map_err(decode)?
+                .into(),
+            v => return Err(SnapshotError::Version(v)),
+        };
         let mut st = State {
             genesis: Arc::new(s.genesis),
             chain_id: s.chain_id,
@@ -2083,6 +2227,7 @@ impl State {
             epochs: s.epochs,
             report_credits: s.report_credits,
             models: s.models,
+            staking: s.staking,
             lthash: LtHash::new(),
             committed_totals: s.totals,
             committed_root: Hash32::default(),
@@ -2096,13 +2241,16 @@ impl State {
     }
 }
 
-/// 2: report credits and published models.
-const SNAPSHOT_VERSION: u32 = 2;
+/// 2: report credits and published models. 3: the genesis as its canonical
+/// bytes (its binary form ends with optional sections, so it must be the last
+/// value of what holds it) and the staking/governance maps. Version 2
+/// snapshots are still read.
+const SNAPSHOT_VERSION: u32 = 3;
 
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
     version: u32,
-    genesis: &'a Genesis,
+    genesis: &'a Vec<u8>,
     chain_id: Hash32,
     head_hash: Hash32,
     totals: &'a Totals,
@@ -2117,12 +2265,54 @@ struct SnapshotRef<'a> {
     epochs: &'a TrackedMap<u64, EpochRecord>,
     report_credits: &'a TrackedMap<(Hash32, [u8; 32]), u64>,
     models: &'a TrackedMap<String, models::ModelRecord>,
+    staking: &'a staking::StakingMaps,
+}
+
+struct SnapshotOwned {
+    genesis: Genesis,
+    chain_id: Hash32,
+    head_hash: Hash32,
+    totals: Totals,
+    accounts: TrackedMap<Did, Account>,
+    nodes: TrackedMap<Did, Node>,
+    jobs: TrackedMap<JobId, Job>,
+    credited: TrackedMap<(JobId, u64, [u8; 32]), ()>,
+    owed: TrackedMap<(JobId, [u8; 32]), Amount>,
+    work: TrackedMap<Did, u128>,
+    claims: TrackedMap<EvmAddress, Amount>,
+    allocations: TrackedMap<String, AllocationState>,
+    epochs: TrackedMap<u64, EpochRecord>,
+    report_credits: TrackedMap<(Hash32, [u8; 32]), u64>,
+    models: TrackedMap<String, models::ModelRecord>,
+    staking: staking::StakingMaps,
 }
 
 #[derive(Deserialize)]
-struct SnapshotOwned {
-    version: u32,
-    genesis: Genesis,
+struct SnapshotOwnedV3 {
+    _version: u32,
+    genesis: Vec<u8>,
+    chain_id: Hash32,
+    head_hash: Hash32,
+    totals: Totals,
+    accounts: TrackedMap<Did, Account>,
+    nodes: TrackedMap<Did, Node>,
+    jobs: TrackedMap<JobId, Job>,
+    credited: TrackedMap<(JobId, u64, [u8; 32]), ()>,
+    owed: TrackedMap<(JobId, [u8; 32]), Amount>,
+    work: TrackedMap<Did, u128>,
+    claims: TrackedMap<EvmAddress, Amount>,
+    allocations: TrackedMap<String, AllocationState>,
+    epochs: TrackedMap<u64, EpochRecord>,
+    report_credits: TrackedMap<(Hash32, [u8; 32]), u64>,
+    models: TrackedMap<String, models::ModelRecord>,
+    staking: staking::StakingMaps,
+}
+
+/// A version 2 snapshot (before staking): the genesis inline, in its legacy form.
+#[derive(Deserialize)]
+struct SnapshotOwnedV2 {
+    _version: u32,
+    genesis: crate::genesis::GenesisV1,
     chain_id: Hash32,
     head_hash: Hash32,
     totals: Totals,
@@ -2139,6 +2329,29 @@ struct SnapshotOwned {
     models: TrackedMap<String, models::ModelRecord>,
 }
 
+impl From<SnapshotOwnedV2> for SnapshotOwned {
+    fn from(s: SnapshotOwnedV2) -> Self {
+        SnapshotOwned {
+            genesis: s.genesis.into(),
+            chain_id: s.chain_id,
+            head_hash: s.head_hash,
+            totals: s.totals,
+            accounts: s.accounts,
+            nodes: s.nodes,
+            jobs: s.jobs,
+            credited: s.credited,
+            owed: s.owed,
+            work: s.work,
+            claims: s.claims,
+            allocations: s.allocations,
+            epochs: s.epochs,
+            report_credits: s.report_credits,
+            models: s.models,
+            staking: staking::StakingMaps::default(),
+        }
+    }
+}
+
 /// Why a snapshot could not be taken or loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
@@ -2148,4 +2361,66 @@ pub enum SnapshotError {
     Decode(String),
     #[error("snapshot version {0} is not supported")]
     Version(u32),
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+
+    /// The version 2 layout: the genesis inline (a genesis without the
+    /// optional sections serializes to exactly its legacy form), no staking maps.
+    #[derive(Serialize)]
+    struct V2<'a> {
+        version: u32,
+        genesis: &'a Genesis,
+        chain_id: Hash32,
+        head_hash: Hash32,
+        totals: &'a Totals,
+        accounts: &'a TrackedMap<Did, Account>,
+        nodes: &'a TrackedMap<Did, Node>,
+        jobs: &'a TrackedMap<JobId, Job>,
+        credited: &'a TrackedMap<(JobId, u64, [u8; 32]), ()>,
+        owed: &'a TrackedMap<(JobId, [u8; 32]), Amount>,
+        work: &'a TrackedMap<Did, u128>,
+        claims: &'a TrackedMap<EvmAddress, Amount>,
+        allocations: &'a TrackedMap<String, AllocationState>,
+        epochs: &'a TrackedMap<u64, EpochRecord>,
+        report_credits: &'a TrackedMap<(Hash32, [u8; 32]), u64>,
+        models: &'a TrackedMap<String, models::ModelRecord>,
+    }
+
+    #[test]
+    fn version_2_snapshots_still_load() {
+        let k = lode_proto::Keypair::from_secret_bytes(&[9; 32]);
+        let (p, _) = crate::Producer::genesis(&Genesis::default_genesis(), k).unwrap();
+        let s = p.state();
+        let v2 = postcard::to_allocvec(&V2 {
+            version: 2,
+            genesis: &s.genesis,
+            chain_id: s.chain_id,
+            head_hash: s.head_hash,
+            totals: &s.totals,
+            accounts: &s.accounts,
+            nodes: &s.nodes,
+            jobs: &s.jobs,
+            credited: &s.credited,
+            owed: &s.owed,
+            work: &s.work,
+            claims: &s.claims,
+            allocations: &s.allocations,
+            epochs: &s.epochs,
+            report_credits: &s.report_credits,
+            models: &s.models,
+        })
+        .unwrap();
+        let back = State::from_snapshot(&v2).unwrap();
+        assert_eq!(back.state_root(), s.state_root());
+        assert_eq!(back.genesis(), s.genesis());
+        let v3 = State::from_snapshot(&s.to_snapshot().unwrap()).unwrap();
+        assert_eq!(v3.state_root(), s.state_root());
+        assert_eq!(
+            State::from_snapshot(&postcard::to_allocvec(&1u32).unwrap()).unwrap_err(),
+            SnapshotError::Version(1)
+        );
+    }
 }

@@ -319,6 +319,48 @@ fn describe(kind: &EventKind) -> String {
             detail,
             ..
         } => format!("report credited ({amount} unit, weight {weight}): {detail}"),
+        EventKind::Bonded { target, .. } => format!("bonded behind {target}"),
+        EventKind::UnbondStarted {
+            target,
+            liquid_after_epoch,
+            ..
+        } => format!("unbonding from {target} (liquid at the close of epoch {liquid_after_epoch})"),
+        EventKind::UnbondReleased { target, .. } => format!("unbonded from {target}"),
+        EventKind::CommissionSet { target, bps } => {
+            format!("commission of {target} set to {bps} bps")
+        }
+        EventKind::StakingReward {
+            epoch,
+            target,
+            commission,
+            ..
+        } => {
+            let what = if *commission {
+                "commission"
+            } else {
+                "staking reward"
+            };
+            format!("epoch {epoch} {what} for stake behind {target}")
+        }
+        EventKind::Slashed {
+            target,
+            reason,
+            fraction_bps,
+            amount,
+        } => format!(
+            "stake behind {target} slashed {fraction_bps} bps ({reason:?}): {} to the treasury",
+            format_tokens(*amount)
+        ),
+        EventKind::ProposalSubmitted { proposal, .. } => {
+            format!("deposit of proposal {proposal}")
+        }
+        EventKind::Voted { proposal, option } => format!("voted {option:?} on proposal {proposal}"),
+        EventKind::DepositReturned { proposal, .. } => {
+            format!("deposit of proposal {proposal} returned")
+        }
+        EventKind::TreasuryPaid { proposal, .. } => {
+            format!("treasury spend of proposal {proposal}")
+        }
     }
 }
 

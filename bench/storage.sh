@@ -36,7 +36,7 @@ head -c $((MB << 20)) /dev/urandom >"$D/file"
 BYTES=$((MB << 20))
 
 t0=$(now)
-ID=$($LODE storage put "$D/file" --shares 8 --needed 4 --days 1 --key "$D/req.key" --gateway "$URL")
+ID=$($LODE storage put "$D/file" --shares 8 --needed 4 --days 1 --wait-s 0 --key "$D/req.key" --gateway "$URL")
 t1=$(now)
 status() { curl -s "$URL/v1/storage/$ID"; }
 live() { status | python3 -c 'import json,sys; print(json.load(sys.stdin)["live_shares"])' 2>/dev/null; }

@@ -235,6 +235,9 @@ async fn quick_units_are_prefetched_beyond_the_slots() {
     let mut state = PeerState::new();
     // No heartbeat wake-ups: shutdown speed below depends on the node alone.
     state.heartbeat_timeout_ms = 60_000;
+    // A WAN-like round trip, longer than a quick unit: the reports of units
+    // finished while a poll is in flight go out together in the next one.
+    state.poll_latency = Some(Duration::from_millis(100));
     let peer = Peer::start(state, 0);
     let h = peer.with(|s| s.add_module(example("hello")));
     let mut cfg = config(&peer.url(), dir.path());

@@ -49,6 +49,10 @@ pub struct PeerState {
     /// Hold a poll that wants work even when it carried reports (as the real
     /// gateway does); by default such a poll is answered at once.
     pub hold_reporting_polls: bool,
+    /// Added before each poll is answered: a network round trip. On loopback
+    /// with optimized signatures a poll takes well under a millisecond, less
+    /// than a quick unit, so without it no reports would ever be batched.
+    pub poll_latency: Option<Duration>,
     guard: ReplayGuard,
     /// Outstanding challenge and (if registration was asked for) its nonce and
     /// the payout address of the hello.
@@ -88,6 +92,7 @@ impl PeerState {
             poll_timeout_ms: 300,
             heartbeat_timeout_ms: 3_000,
             hold_reporting_polls: false,
+            poll_latency: None,
             guard: ReplayGuard::default(),
             challenges: HashMap::new(),
             sessions: HashMap::new(),
@@ -406,6 +411,10 @@ async fn auth(State(app): State<App>, body: Bytes) -> Response {
 }
 
 async fn poll(State(app): State<App>, body: Bytes) -> Response {
+    let latency = app.state.lock().unwrap().poll_latency;
+    if let Some(d) = latency {
+        tokio::time::sleep(d).await;
+    }
     let (signer, want, timeout, accepted) = {
         let mut s = app.state.lock().unwrap();
         let opened = match open::<NodePoll>(&mut s, &body) {

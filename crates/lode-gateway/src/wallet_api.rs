@@ -484,7 +484,13 @@ fn locate(core: &Core, did: &Did, nonce: u64) -> Result<Option<(u64, EntryInfo)>
     for ev in events {
         if !matches!(
             ev.kind,
-            EventKind::Sent { .. } | EventKind::Withdrawn { .. }
+            EventKind::Sent { .. }
+                | EventKind::Withdrawn { .. }
+                | EventKind::Bonded { .. }
+                | EventKind::UnbondStarted { .. }
+                | EventKind::CommissionSet { .. }
+                | EventKind::ProposalSubmitted { .. }
+                | EventKind::Voted { .. }
         ) || !seen.insert((ev.height, ev.index))
         {
             continue;
@@ -553,7 +559,7 @@ async fn entry_status(
                 "account": did.to_string(),
                 "nonce": nonce,
                 "status": "pending",
-                "note": "the nonce is used but no sealed withdraw or transfer with it was found \
+                "note": "the nonce is used but no sealed account entry with it was found \
                          (it is in the open block, or it registered a node)",
             }),
         )),

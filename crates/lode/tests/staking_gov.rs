@@ -130,6 +130,13 @@ fn stake_delegate_vote_a_parameter_through_and_verify() {
     let st = lode_json(&with(&["stake", "bond", "1000 LODE"], &req));
     assert_eq!(st["kind"], "bond");
     assert_eq!(st["status"], "included");
+    let nonce = st["nonce"].as_u64().expect("nonce");
+    let (s, found) = get(&url, &format!("/v1/accounts/{me}/entries/{nonce}"));
+    assert_eq!(
+        (s, &found["kind"], &found["status"]),
+        (200, &Value::from("bond"), &Value::from("included")),
+        "{found}"
+    );
     let st = lode_json(&with(&["stake", "delegate", "--to", &me, "100 LODE"], &del));
     assert_eq!(st["kind"], "delegate");
     let show = lode_json(&with(&["stake", "show"], &del));

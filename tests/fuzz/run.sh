@@ -17,6 +17,7 @@ trap cleanup EXIT
 REQ=$("$BIN" keys show "$DIR/req.key" | sed -n 1p)
 # A gateway with some state to read: a funded account, a tight rate limit off.
 RUST_LOG=warn "$BIN" gateway --data-dir "$DIR/gw" --listen 127.0.0.1:0 --fund "$REQ=1000" \
+    --staking-share-bps 1000 --unbonding-epochs 2 --voting-period-epochs 2 --min-deposit "1 LODE" \
     >"$DIR/gw.out" 2>"$OUT/gateway.log" &
 GW=$!
 for _ in $(seq 1 100); do

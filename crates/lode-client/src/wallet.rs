@@ -142,7 +142,7 @@ impl Client {
 
     /// Signs an account entry for the gateway's chain with `nonce`, or the
     /// account's next nonce as the gateway reports it.
-    fn sign_entry<T: SignedEntry>(
+    pub fn sign_entry<T: SignedEntry>(
         &self,
         key: &Keypair,
         nonce: Option<u64>,

@@ -598,6 +598,85 @@
     fill($('data-top').tBodies[0], rows, 2, 'No confirmed reports yet.');
   }
 
+  async function loadStaking() {
+    const r = await fetch('/v1/staking', { cache: 'no-store' });
+    if (!r.ok) {
+      $('staking-cards').replaceChildren(card('Staking', 'off', 'this chain has no [staking] in its genesis'));
+      return;
+    }
+    const d = await r.json();
+    const apr = d.apr_bps == null ? 'n/a' : (Number(d.apr_bps) / 100).toFixed(2) + ' %';
+    $('staking-cards').replaceChildren(
+      card('Bonded', tokens(d.bonded, 2), `${count(d.targets_total)} targets`, 'staking-bonded'),
+      card('APR estimate', apr, `from the last ${(d.recent_epochs || []).length} epochs`, 'staking-apr'),
+      card('Stakers’ share', `${(Number(d.params.staking_share_bps) / 100).toFixed(2)} %`, 'of each epoch’s emission'),
+      card('Treasury', tokens(d.treasury, 2), 'slashes, vetoed deposits, remainders'),
+      card('Unbonding', tokens(d.unbonding, 2), `${d.params.unbonding_epochs} epochs`),
+    );
+    $('staking-caption').textContent = `validator set: ${(d.validator_set || []).length} in force, ${(d.next_validator_set || []).length} next epoch`;
+    const rows = (d.targets || []).map((t) => h('tr', {},
+      h('td', {}, h('span', { class: 'mono', text: short(t.target, 18), title: t.target })),
+      h('td', { text: t.kind }),
+      h('td', { class: 'num', text: tokens(t.power, 2) }),
+      h('td', { class: 'num', text: (Number(t.commission_bps) / 100).toFixed(2) + ' %' }),
+      h('td', { class: 'num', text: tokens(t.rewards_total, 2) }),
+      h('td', { text: t.tombstoned ? 'tombstoned' : t.jailed ? 'jailed' : (d.validator_set || []).includes(t.target) ? 'in the set' : 'active' })));
+    fill($('staking-targets').tBodies[0], rows, 6, 'Nothing is staked yet.');
+    if (state.stakeAccount) loadStakeAccount(state.stakeAccount).catch(() => {});
+  }
+
+  async function loadStakeAccount(did) {
+    state.stakeAccount = did;
+    const r = await fetch('/v1/staking/' + encodeURIComponent(did), { cache: 'no-store' });
+    if (!r.ok) {
+      fill($('stake-account').tBodies[0], [], 3, 'Not an account (did:key:…).');
+      return;
+    }
+    const a = await r.json();
+    const rows = (a.delegations || []).map((x) => h('tr', {},
+      h('td', {}, h('span', { class: 'mono', text: short(x.target, 18), title: x.target })),
+      h('td', { class: 'num', text: tokens(x.amount) }),
+      h('td', { text: 'bonded' }))).concat((a.unbondings || []).map((x) => h('tr', {},
+      h('td', {}, h('span', { class: 'mono', text: short(x.from, 18), title: x.from })),
+      h('td', { class: 'num', text: tokens(x.amount) }),
+      h('td', { text: `unbonding, liquid at the close of epoch ${x.released_at_close_of_epoch}` }))));
+    fill($('stake-account').tBodies[0], rows, 3, 'No stake.');
+  }
+
+  function changeText(c) {
+    if (c == null || typeof c !== 'object') return String(c);
+    const [k, v] = Object.entries(c)[0] || ['?', null];
+    if (v != null && typeof v === 'object' && 'amount' in v) return `${k}: ${tokens(v.amount)} to ${short(v.to, 14)}`;
+    return `${k} = ${v == null ? 'gateway default' : typeof v === 'object' ? JSON.stringify(v) : v}`;
+  }
+
+  async function loadGov() {
+    const r = await fetch('/v1/gov/proposals', { cache: 'no-store' });
+    if (!r.ok) {
+      $('gov-cards').replaceChildren(card('Governance', 'off', 'this chain has no [governance] in its genesis'));
+      fill($('gov-table').tBodies[0], [], 9, 'Governance is off.');
+      return;
+    }
+    const d = await r.json();
+    const list = d.proposals || [];
+    $('gov-cards').replaceChildren(
+      card('Proposals', count(list.length), `open epoch ${d.epoch}`, 'gov-count'),
+      card('Voting', count(list.filter((p) => p.open).length), 'open now'),
+      card('Passed', count(list.filter((p) => p.status === 'passed').length), 'in force from the epoch after the tally'),
+    );
+    const rows = list.map((p) => h('tr', {},
+      h('td', { class: 'num', text: String(p.id) }),
+      h('td', { text: p.title }),
+      h('td', { class: 'mono', text: changeText(p.change) }),
+      h('td', { text: `${p.submitted_epoch}–${p.voting_end_epoch}` }),
+      h('td', { class: 'num', text: tokens(p.tally.yes, 2) }),
+      h('td', { class: 'num', text: tokens(p.tally.no, 2) }),
+      h('td', { class: 'num', text: tokens(p.tally.abstain, 2) }),
+      h('td', { class: 'num', text: tokens(p.tally.veto, 2) }),
+      h('td', { text: p.open ? `voting (now: ${p.outcome_if_tallied_now})` : p.status })));
+    fill($('gov-table').tBodies[0], rows, 9, 'No proposals yet.');
+  }
+
   // ------------------------------------------------------------ routing
 
   function go(view, arg) {
@@ -606,7 +685,7 @@
 
   function route() {
     const parts = location.hash.replace(/^#\/?/, '').split('/');
-    const view = ['overview', 'earnings', 'ledger', 'tokenomics', 'data'].includes(parts[0]) ? parts[0] : 'overview';
+    const view = ['overview', 'earnings', 'ledger', 'tokenomics', 'data', 'staking', 'gov'].includes(parts[0]) ? parts[0] : 'overview';
     const arg = parts[1] ? decodeURIComponent(parts.slice(1).join('/')) : null;
     state.view = view;
     state.arg = arg;
@@ -647,6 +726,14 @@
     if (state.view === 'data' && state.dataHeight !== height) {
       state.dataHeight = height;
       loadData().catch(() => {});
+    }
+    if (state.view === 'staking' && state.stakingHeight !== height) {
+      state.stakingHeight = height;
+      loadStaking().catch(() => {});
+    }
+    if (state.view === 'gov' && state.govHeight !== height) {
+      state.govHeight = height;
+      loadGov().catch(() => {});
     }
   }
 
@@ -713,6 +800,11 @@
     ev.preventDefault();
     const v = $('claim-input').value.trim();
     if (v) go('earnings', v);
+  });
+  $('stake-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const v = $('stake-input').value.trim();
+    if (v) loadStakeAccount(v).catch(() => {});
   });
   window.addEventListener('hashchange', route);
   route();

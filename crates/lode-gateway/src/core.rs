@@ -143,7 +143,35 @@ pub struct Core {
     outbox_unsealed: Vec<(u64, u64)>,
     /// Jobs set aside at start-up: (seq, why).
     quarantined: Vec<(u64, String)>,
+    /// The gateway's own values of the knobs governance may change (used
+    /// while the chain's parameter is `None`).
+    base_knobs: LiveKnobs,
+    /// Staking rewards of the last epochs closed while running (for the APR).
+    pub(crate) staking_epochs: std::collections::VecDeque<StakingEpoch>,
 }
+
+/// The values of the governable gateway knobs in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveKnobs {
+    pub speed_ceiling: u64,
+    pub region_spread_permille: u32,
+    pub k_anonymity: u32,
+    /// Defaults offered to clients for jobs that do not set them (`None`:
+    /// the client's own default).
+    pub default_quorum: Option<u32>,
+    pub default_replicas: Option<u32>,
+}
+
+/// Staking rewards released at one epoch close, with the stake bonded then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StakingEpoch {
+    pub epoch: u64,
+    pub released: u128,
+    pub bonded: u128,
+}
+
+/// Staking epochs kept for the APR estimate.
+pub const STAKING_EPOCHS_KEPT: usize = 16;
 
 /// Flags with evidence kept per node for the API.
 const MAX_FLAG_EVIDENCE: usize = 16;
@@ -254,9 +282,25 @@ impl Core {
             outbox_seq: 0,
             outbox_unsealed: Vec::new(),
             quarantined: Vec::new(),
+            base_knobs: LiveKnobs {
+                speed_ceiling: 0,
+                region_spread_permille: 0,
+                k_anonymity: 0,
+                default_quorum: None,
+                default_replicas: None,
+            },
+            staking_epochs: std::collections::VecDeque::new(),
         };
         core.sybil.policy = core.cfg.sybil_policy;
         core.sybil.region_spread_permille = core.cfg.region_spread_permille;
+        core.base_knobs = LiveKnobs {
+            speed_ceiling: core.sched.config().flags.max_claimed_speed,
+            region_spread_permille: core.cfg.region_spread_permille,
+            k_anonymity: core.cfg.data.k,
+            default_quorum: None,
+            default_replicas: None,
+        };
+        core.apply_params();
         core.recover(now)?;
         core.adopt_unrecorded_modules(now)?;
         Ok(core)
@@ -280,6 +324,7 @@ impl Core {
         self.ledger
             .seal_block(now)
             .map_err(|e| crate::GatewayError::Recovery(e.to_string()))?;
+        self.apply_params();
         self.outbox_sealed();
         self.close_settled();
         Ok(())
@@ -640,14 +685,77 @@ impl Core {
         self.ledger.submit(entry).map_err(Box::new)
     }
 
+    /// The governable knobs in force: the chain's parameters
+    /// (`State::params()`, changed by passed proposals at epoch closes),
+    /// falling back to the gateway's own configuration where they are `None`.
+    pub fn live_knobs(&self) -> LiveKnobs {
+        let p = self.ledger.state().params();
+        let b = self.base_knobs;
+        LiveKnobs {
+            speed_ceiling: p.speed_ceiling.unwrap_or(b.speed_ceiling).max(1),
+            region_spread_permille: p.region_spread_permille.unwrap_or(b.region_spread_permille),
+            k_anonymity: p.k_anonymity.unwrap_or(b.k_anonymity).max(1),
+            default_quorum: p.default_quorum.or(b.default_quorum),
+            default_replicas: p.default_replicas.or(b.default_replicas),
+        }
+    }
+
+    /// Puts the knobs in force into the scheduler, the Sybil tracker and the
+    /// data book. Parameters change only at epoch closes, so this runs after
+    /// every sealed block (and at start): a passed proposal takes effect at the
+    /// boundary without a restart.
+    fn apply_params(&mut self) {
+        let k = self.live_knobs();
+        let sc = self.sched.config();
+        if sc.flags.max_claimed_speed != k.speed_ceiling
+            || sc.region_spread_permille != k.region_spread_permille
+        {
+            self.sched
+                .set_live_knobs(k.speed_ceiling, k.region_spread_permille);
+        }
+        self.sybil.region_spread_permille = k.region_spread_permille;
+        if self.data.book.config().k != k.k_anonymity {
+            tracing::info!(
+                k = k.k_anonymity,
+                "k-anonymity threshold of the data book changed"
+            );
+            self.data.book.set_k(k.k_anonymity);
+        }
+    }
+
+    /// After a sealed block: parameters in force and the staking rewards of
+    /// an epoch it closed.
+    fn after_seal(&mut self, epoch_before: u64, released_before: u128) {
+        self.apply_params();
+        let st = self.ledger.state();
+        if st.epoch() > epoch_before && st.genesis().staking.is_some() {
+            let g = st.staking_globals();
+            self.staking_epochs.push_back(StakingEpoch {
+                epoch: st.epoch() - 1,
+                released: g.staking_released.saturating_sub(released_before),
+                bonded: g.bonded,
+            });
+            while self.staking_epochs.len() > STAKING_EPOCHS_KEPT {
+                self.staking_epochs.pop_front();
+            }
+        }
+    }
+
+    fn seal_marks(&self) -> (u64, u128) {
+        let st = self.ledger.state();
+        (st.epoch(), st.staking_globals().staking_released)
+    }
+
     /// Seals the open block now (fsync) and returns it, unlike [`Core::seal`]
     /// reporting a failure to the caller (whose entry then stays queued).
     pub fn seal_durably(
         &mut self,
         now: u64,
     ) -> Result<Option<lode_ledger::SealedBlock>, Box<LedgerError>> {
+        let (e0, r0) = self.seal_marks();
         let sealed = self.ledger.seal_block(now).map_err(Box::new)?;
         if let Some(b) = &sealed {
+            self.after_seal(e0, r0);
             self.outbox_sealed();
             self.metrics.blocks_sealed.inc();
             self.metrics.ledger_height.set(b.height);
@@ -802,9 +910,11 @@ impl Core {
             return Err(db_err(e));
         }
         self.next_job = seq + 1;
+        let (e0, r0) = self.seal_marks();
         if let Err(e) = self.ledger.seal_block(now) {
             return Err(ApiError::internal(format!("ledger: {e}")));
         }
+        self.after_seal(e0, r0);
         self.outbox_sealed();
         let mut js = JobState {
             wire,
@@ -1011,7 +1121,7 @@ impl Core {
 
     /// The believable speed ceiling (fuel/s per slot) job limits are checked against.
     pub fn speed_ceiling(&self) -> u64 {
-        self.sched.config().flags.max_claimed_speed
+        self.live_knobs().speed_ceiling
     }
 
     /// The freshness window of signed messages.
@@ -1751,8 +1861,10 @@ impl Core {
 
     /// Seals the open ledger block (closing due epochs).
     pub fn seal(&mut self, now: u64) {
+        let (e0, r0) = self.seal_marks();
         match self.ledger.seal_block(now) {
             Ok(Some(b)) => {
+                self.after_seal(e0, r0);
                 self.outbox_sealed();
                 self.close_settled();
                 self.metrics.blocks_sealed.inc();

@@ -218,6 +218,12 @@ impl Book {
         &self.cfg
     }
 
+    /// Sets k (governance may change it): later publishing decisions use it;
+    /// decisions already made stand.
+    pub fn set_k(&mut self, k: u32) {
+        self.cfg.k = k.max(1);
+    }
+
     /// Rebuilds the book from stored records (at start). A record whose status is
     /// inconsistent with the rules is kept as it is: decisions are never re-made.
     pub fn load(&mut self, recs: impl IntoIterator<Item = DomainRec>) {

@@ -183,6 +183,7 @@ pub fn router(app: App) -> Router {
         .route("/openapi.json", get(openapi))
         .merge(crate::dashboard::routes())
         .merge(crate::wallet_api::routes())
+        .merge(crate::staking_api::routes())
         .merge(crate::data_api::routes())
         .merge(crate::storage_api::routes(&app))
         .fallback(not_found)
@@ -750,12 +751,19 @@ async fn list_nodes(
 
 /// The bounds every job submission is checked against, and the HTTP limits.
 async fn limits(State(app): State<App>) -> Response {
-    let ceiling = app.lock().speed_ceiling();
+    let knobs = app.lock().live_knobs();
+    let ceiling = knobs.speed_ceiling;
     let l = &app.limits;
     json(
         StatusCode::OK,
         &serde_json::json!({
             "job": lode_proto::limits::LimitsView::new(ceiling),
+            // Governable defaults for jobs that do not set them (null: the
+            // client's own default); see GET /v1/staking.
+            "defaults": {
+                "quorum": knobs.default_quorum,
+                "max_replicas": knobs.default_replicas,
+            },
             "http": {
                 "max_module_bytes": l.max_module_bytes,
                 "max_job_bytes": l.max_job_bytes,

@@ -21,6 +21,7 @@ pub mod modules;
 pub mod openapi;
 pub mod ratelimit;
 pub mod serve;
+pub mod staking_api;
 pub mod storage;
 pub mod storage_api;
 pub mod wallet_api;

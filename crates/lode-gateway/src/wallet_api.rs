@@ -3,7 +3,8 @@
 //! with nothing local but the key.
 //!
 //! * `POST /v1/entries` — a signed `Withdraw`, `Transfer` or `RegisterNode`
-//!   ledger entry (the JSON `lode wallet withdraw --json` prints; browser nodes
+//!   ledger entry, or a staking / governance one (`Bond`, `Delegate`, `Unbond`,
+//!   `SetCommission`, `Propose`, `Vote`; see `staking_api.rs` for the reads) (the JSON `lode wallet withdraw --json` prints; browser nodes
 //!   register themselves this way). Checked at once (kind, payout
 //!   address, then signature, chain, nonce and balance by the ledger, which
 //!   changes nothing on error), then the block holding it is sealed (fsync)
@@ -28,8 +29,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lode_ledger::entry::decode_payload;
 use lode_ledger::{
-    ClaimProof, Entry, EntryError, EventKind, LedgerError, RegisterNode, StandardMerkleTree,
-    Transfer, Withdraw,
+    Bond, ClaimProof, Delegate, Entry, EntryError, EventKind, LedgerError, Propose, RegisterNode,
+    SetCommission, StandardMerkleTree, Transfer, Unbond, Vote, Withdraw,
 };
 use lode_proto::{Did, EvmAddress, Hash32};
 use serde::Deserialize;
@@ -163,6 +164,17 @@ struct EntryInfo {
 }
 
 impl EntryInfo {
+    fn plain(kind: &'static str, signer: Did, nonce: u64, amount: u128, to: String) -> EntryInfo {
+        EntryInfo {
+            kind,
+            signer,
+            nonce,
+            amount,
+            to,
+            withdraw_to: None,
+        }
+    }
+
     fn of(entry: &Entry) -> Result<EntryInfo, ApiError> {
         let malformed = |kind: &str, e: lode_proto::CanonicalError| {
             ApiError::bad_request(
@@ -205,11 +217,73 @@ impl EntryInfo {
                     withdraw_to: None,
                 })
             }
+            Entry::Bond(env) => {
+                let p = decode_payload::<Bond>(env).map_err(|e| malformed("bond", e))?;
+                Ok(EntryInfo::plain(
+                    "bond",
+                    env.signer,
+                    p.nonce,
+                    p.message.amount,
+                    env.signer.to_string(),
+                ))
+            }
+            Entry::Delegate(env) => {
+                let p = decode_payload::<Delegate>(env).map_err(|e| malformed("delegate", e))?;
+                Ok(EntryInfo::plain(
+                    "delegate",
+                    env.signer,
+                    p.nonce,
+                    p.message.amount,
+                    p.message.to.to_string(),
+                ))
+            }
+            Entry::Unbond(env) => {
+                let p = decode_payload::<Unbond>(env).map_err(|e| malformed("unbond", e))?;
+                Ok(EntryInfo::plain(
+                    "unbond",
+                    env.signer,
+                    p.nonce,
+                    p.message.amount,
+                    p.message.from.to_string(),
+                ))
+            }
+            Entry::SetCommission(env) => {
+                let p = decode_payload::<SetCommission>(env)
+                    .map_err(|e| malformed("set_commission", e))?;
+                Ok(EntryInfo::plain(
+                    "set_commission",
+                    env.signer,
+                    p.nonce,
+                    0,
+                    p.message.target.to_string(),
+                ))
+            }
+            Entry::Propose(env) => {
+                let p = decode_payload::<Propose>(env).map_err(|e| malformed("propose", e))?;
+                let next = serde_json::to_string(&p.message.change).unwrap_or_default();
+                Ok(EntryInfo::plain(
+                    "propose",
+                    env.signer,
+                    p.nonce,
+                    p.message.deposit,
+                    next,
+                ))
+            }
+            Entry::Vote(env) => {
+                let p = decode_payload::<Vote>(env).map_err(|e| malformed("vote", e))?;
+                Ok(EntryInfo::plain(
+                    "vote",
+                    env.signer,
+                    p.nonce,
+                    0,
+                    format!("proposal {}", p.message.proposal),
+                ))
+            }
             other => Err(ApiError::bad_request(
                 "not_account_entry",
                 format!(
-                    "{} entries are not accepted here: POST /v1/entries takes signed withdraw, transfer and register_node entries \
-                     (escrows come with POST /v1/jobs)",
+                    "{} entries are not accepted here: POST /v1/entries takes signed withdraw, transfer, register_node, \
+                     bond, delegate, unbond, set_commission, propose and vote entries (escrows come with POST /v1/jobs)",
                     other.kind_name()
                 ),
             )),
@@ -266,6 +340,37 @@ fn entry_error(e: LedgerError, info: &EntryInfo) -> ApiError {
         ),
         LedgerError::Entry(E::ZeroAmount) => {
             ApiError::bad_request("zero_amount", "the amount must be positive")
+        }
+        LedgerError::Entry(e @ E::InsufficientStake { .. }) => {
+            ApiError::bad_request("insufficient_stake", e.to_string())
+        }
+        LedgerError::Entry(e @ E::StakingDisabled) => {
+            ApiError::conflict("staking_disabled", e.to_string())
+        }
+        LedgerError::Entry(e @ E::GovernanceDisabled) => {
+            ApiError::conflict("governance_disabled", e.to_string())
+        }
+        LedgerError::Entry(e @ E::UnknownStakeTarget(_)) => {
+            ApiError::bad_request("unknown_stake_target", e.to_string())
+        }
+        LedgerError::Entry(e @ E::CommissionTooHigh { .. }) => {
+            ApiError::bad_request("commission_too_high", e.to_string())
+        }
+        LedgerError::Entry(e @ E::NotTargetOperator { .. }) => {
+            ApiError::unauthorized("not_target_operator", e.to_string())
+        }
+        LedgerError::Entry(e @ E::DepositTooLow { .. }) => {
+            ApiError::bad_request("deposit_too_low", e.to_string())
+        }
+        LedgerError::Entry(E::UnknownProposal(id)) => ApiError::not_found(
+            "unknown_proposal",
+            format!("proposal {id} does not exist (GET /v1/gov/proposals)"),
+        ),
+        LedgerError::Entry(e @ E::VotingClosed { .. }) => {
+            ApiError::conflict("voting_closed", e.to_string())
+        }
+        LedgerError::Entry(e @ E::InvalidParamChange(_)) => {
+            ApiError::bad_request("invalid_param_change", e.to_string())
         }
         LedgerError::Entry(e @ E::TextTooLong { .. }) => {
             ApiError::bad_request("memo_too_long", e.to_string())
@@ -379,7 +484,13 @@ fn locate(core: &Core, did: &Did, nonce: u64) -> Result<Option<(u64, EntryInfo)>
     for ev in events {
         if !matches!(
             ev.kind,
-            EventKind::Sent { .. } | EventKind::Withdrawn { .. }
+            EventKind::Sent { .. }
+                | EventKind::Withdrawn { .. }
+                | EventKind::Bonded { .. }
+                | EventKind::UnbondStarted { .. }
+                | EventKind::CommissionSet { .. }
+                | EventKind::ProposalSubmitted { .. }
+                | EventKind::Voted { .. }
         ) || !seen.insert((ev.height, ev.index))
         {
             continue;
@@ -448,7 +559,7 @@ async fn entry_status(
                 "account": did.to_string(),
                 "nonce": nonce,
                 "status": "pending",
-                "note": "the nonce is used but no sealed withdraw or transfer with it was found \
+                "note": "the nonce is used but no sealed account entry with it was found \
                          (it is in the open block, or it registered a node)",
             }),
         )),

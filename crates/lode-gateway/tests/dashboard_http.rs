@@ -373,6 +373,10 @@ fn openapi_describes_the_dashboard_and_data_routes() {
         "/v1/data/stats",
         "/v1/data/labels.tsv",
         "/v1/guard/model",
+        "/v1/staking",
+        "/v1/staking/{did}",
+        "/v1/gov/proposals",
+        "/v1/gov/proposals/{id}",
     ] {
         assert!(
             doc["paths"][path].is_object(),

@@ -445,6 +445,14 @@ impl<K: NodeKey> Scheduler<K> {
         &self.cfg
     }
 
+    /// Changes the knobs governance may change while running (the speed
+    /// ceiling, at least 1, and the region spread); they apply from the next
+    /// decision on.
+    pub fn set_live_knobs(&mut self, max_claimed_speed: u64, region_spread_permille: u32) {
+        self.cfg.flags.max_claimed_speed = max_claimed_speed.max(1);
+        self.cfg.region_spread_permille = region_spread_permille;
+    }
+
     /// The latest time seen (time never goes backwards inside the scheduler).
     pub fn now(&self) -> u64 {
         self.now

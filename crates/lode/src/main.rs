@@ -40,6 +40,12 @@ enum Command {
     /// Balances, history, withdrawals and claim proofs.
     #[command(subcommand)]
     Wallet(cmd::wallet::WalletCmd),
+    /// Staking: bond, delegate, unbond, show stake and rewards.
+    #[command(subcommand)]
+    Stake(cmd::stake::StakeCmd),
+    /// Governance: propose parameter changes and treasury spends, vote, show tallies.
+    #[command(subcommand)]
+    Gov(cmd::stake::GovCmd),
     /// Inspect and verify the ledger.
     #[command(subcommand)]
     Ledger(cmd::ledger::LedgerCmd),
@@ -73,6 +79,8 @@ fn main() -> ExitCode {
             | Command::Job(_)
             | Command::Storage(_)
             | Command::Wallet(_)
+            | Command::Stake(_)
+            | Command::Gov(_)
             | Command::Ledger(_)
             | Command::Guard(_)
     ) {
@@ -86,6 +94,8 @@ fn main() -> ExitCode {
         Command::Job(c) => cmd::job::run(c),
         Command::Storage(c) => cmd::storage::run(c),
         Command::Wallet(c) => cmd::wallet::run(c),
+        Command::Stake(c) => cmd::stake::run_stake(c),
+        Command::Gov(c) => cmd::stake::run_gov(c),
         Command::Ledger(c) => cmd::ledger::run(c),
         Command::Devnet(a) => cmd::devnet::run(a),
         Command::Guard(c) => cmd::guard::run(c),

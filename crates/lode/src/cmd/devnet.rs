@@ -515,6 +515,17 @@ fn start_and_supervise(
         "5000",
         "--data-k",
         &args.data_k.to_string(),
+        // Staking and governance on, with demo-sized periods (a new chain
+        // only; docs/design/staking.md). While nobody stakes the stakers'
+        // share is not taken: rewards are those of a chain without staking.
+        "--staking-share-bps",
+        "1000",
+        "--unbonding-epochs",
+        "2",
+        "--voting-period-epochs",
+        "2",
+        "--min-deposit",
+        "10 LODE",
     ]
     .iter()
     .map(|s| s.to_string())

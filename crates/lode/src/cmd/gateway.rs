@@ -27,6 +27,21 @@ pub struct GatewayArgs {
     /// For a new chain from the embedded default: epoch length in milliseconds.
     #[arg(long, default_value_t = 86_400_000)]
     pub epoch_ms: u64,
+    /// For a new chain from the embedded default: turn staking on (a
+    /// `[staking]` genesis section; docs/design/staking.md) with this share
+    /// of each epoch's emission paid to stakers, in basis points (<= 5000).
+    #[arg(long, value_name = "BPS")]
+    pub staking_share_bps: Option<u32>,
+    /// With staking: epoch closes an unbonding waits.
+    #[arg(long, value_name = "EPOCHS", requires = "staking_share_bps")]
+    pub unbonding_epochs: Option<u64>,
+    /// For a new chain from the embedded default: turn governance on (needs
+    /// --staking-share-bps) with this voting period in epochs.
+    #[arg(long, value_name = "EPOCHS", requires = "staking_share_bps")]
+    pub voting_period_epochs: Option<u64>,
+    /// With governance: a proposal's deposit ("10 LODE" or base units).
+    #[arg(long, value_name = "AMOUNT", requires = "voting_period_epochs")]
+    pub min_deposit: Option<String>,
     /// Longest a node's poll waits for work, in milliseconds.
     #[arg(long, default_value_t = 20_000)]
     pub poll_timeout_ms: u64,
@@ -117,11 +132,53 @@ fn parse_fund(s: &str) -> Result<(String, Did, u128)> {
 }
 
 /// The chain's genesis: the one recorded in DATA/genesis.toml, else a new one.
+/// The optional `[staking]` and `[governance]` sections of a new chain from
+/// the embedded default (`--staking-share-bps`, `--voting-period-epochs`, …).
+#[derive(Debug, Clone, Default)]
+pub struct StakingGenesis {
+    pub staking: Option<lode_ledger::StakingParams>,
+    pub governance: Option<lode_ledger::GovernanceParams>,
+}
+
+impl StakingGenesis {
+    pub fn from_args(args: &GatewayArgs) -> Result<StakingGenesis> {
+        let Some(share_bps) = args.staking_share_bps else {
+            return Ok(StakingGenesis::default());
+        };
+        let mut st = lode_ledger::StakingParams {
+            share_bps,
+            ..Default::default()
+        };
+        if let Some(u) = args.unbonding_epochs {
+            st.unbonding_epochs = u;
+        }
+        let governance = match args.voting_period_epochs {
+            None => None,
+            Some(v) => {
+                let mut g = lode_ledger::GovernanceParams {
+                    voting_period_epochs: v,
+                    ..Default::default()
+                };
+                if let Some(d) = &args.min_deposit {
+                    g.min_deposit = lode_ledger::parse_amount(d)
+                        .map_err(|e| anyhow::anyhow!("--min-deposit {d:?}: {e}"))?;
+                }
+                Some(g)
+            }
+        };
+        Ok(StakingGenesis {
+            staking: Some(st),
+            governance,
+        })
+    }
+}
+
 pub fn resolve_genesis(
     data_dir: &Path,
     file: Option<&Path>,
     fund: &[String],
     epoch_ms: u64,
+    staking: StakingGenesis,
 ) -> Result<Genesis> {
     let recorded = data_dir.join("genesis.toml");
     if recorded.exists() {
@@ -141,7 +198,13 @@ pub fn resolve_genesis(
                 .map(|s| parse_fund(s))
                 .collect::<Result<Vec<_>>>()?;
             let now = lode_gateway::http::now_ms();
-            lode_gateway::devnet::genesis(&funded, epoch_ms, now)?
+            let mut g = lode_gateway::devnet::genesis(&funded, epoch_ms, now)?;
+            g.staking = staking.staking;
+            g.governance = staking.governance;
+            g.validate_tokenomics().context(
+                "--staking-share-bps / --unbonding-epochs / --voting-period-epochs / --min-deposit",
+            )?;
+            g
         }
     };
     std::fs::create_dir_all(data_dir)
@@ -167,6 +230,7 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode> {
         args.genesis.as_deref(),
         &args.fund,
         args.epoch_ms,
+        StakingGenesis::from_args(&args)?,
     )?;
     let mut cfg = GatewayConfig::new(&args.data_dir, &args.listen, genesis);
     cfg.core.poll_timeout_ms = args.poll_timeout_ms;

@@ -9,5 +9,6 @@ pub mod keys;
 pub mod ledger;
 pub mod node;
 pub mod sandbox;
+pub mod stake;
 pub mod storage;
 pub mod wallet;

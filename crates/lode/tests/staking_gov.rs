@@ -1,0 +1,324 @@
+//! Staking and governance end to end, on real processes: a gateway whose
+//! genesis turns staking and governance on (short epochs), `lode stake` and
+//! `lode gov` against it, a parameter change voted through and used by the
+//! gateway at the epoch boundary without a restart, bad input refused with
+//! typed errors and no state change, and `lode ledger verify` at the end.
+
+mod common;
+
+use common::{Net, get, ledger_verify_ok, lode_bin, new_key, post};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const EPOCH_MS: u64 = 2_000;
+
+/// Runs `lode ARGS`; returns (success, stdout, stderr).
+fn lode(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(lode_bin())
+        .args(args)
+        .output()
+        .expect("run lode");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn lode_json(args: &[&str]) -> Value {
+    let (ok, out, err) = lode(args);
+    assert!(ok, "lode {args:?} failed:\n{out}\n{err}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("lode {args:?}: {e}: {out}"))
+}
+
+/// `lode ARGS` must fail with the gateway's error `code` in its message.
+fn lode_refused(args: &[&str], code: &str) {
+    let (ok, out, err) = lode(args);
+    assert!(!ok, "lode {args:?} should have failed:\n{out}");
+    assert!(
+        err.contains(code),
+        "lode {args:?}: expected {code} in the error, got:\n{err}"
+    );
+}
+
+fn key_args<'a>(key: &'a Path, url: &'a str) -> Vec<&'a str> {
+    vec![
+        "--key",
+        key.to_str().expect("utf-8 path"),
+        "--gateway",
+        url,
+        "--json",
+    ]
+}
+
+fn with<'a>(head: &[&'a str], tail: &[&'a str]) -> Vec<&'a str> {
+    head.iter().chain(tail).copied().collect()
+}
+
+/// Everything the refusals below must leave unchanged.
+fn snapshot(net: &Net, dids: &[String]) -> Value {
+    let mut v = serde_json::json!({
+        "staking": get(&net.url, "/v1/staking").1,
+        "proposals": get(&net.url, "/v1/gov/proposals").1,
+    });
+    for d in dids {
+        let mut acct = get(&net.url, &format!("/v1/accounts/{d}")).1;
+        acct.as_object_mut().map(|m| m.remove("pending"));
+        v[d] = serde_json::json!({
+            "stake": get(&net.url, &format!("/v1/staking/{d}")).1,
+            "account": acct,
+        });
+    }
+    // Fields that move with time alone.
+    for k in ["epoch", "epoch_ends_at_ms", "recent_epochs", "apr_bps"] {
+        v["staking"].as_object_mut().map(|m| m.remove(k));
+    }
+    v["proposals"].as_object_mut().map(|m| m.remove("epoch"));
+    for d in dids {
+        v[d]["stake"].as_object_mut().map(|m| m.remove("epoch"));
+    }
+    v
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn stake_delegate_vote_a_parameter_through_and_verify() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let delegator_path = tmp.path().join("delegator.key");
+    let delegator = new_key(&delegator_path, None);
+    let fund = format!("{}=1000", delegator.did());
+    let mut net = Net::start_with(
+        0,
+        EPOCH_MS,
+        &[
+            "--fund",
+            &fund,
+            "--staking-share-bps",
+            "1000",
+            "--unbonding-epochs",
+            "2",
+            "--voting-period-epochs",
+            "2",
+            "--min-deposit",
+            "10 LODE",
+            "--data-k",
+            "5",
+        ],
+    );
+    let url = net.url.clone();
+    let req_path = net.requester_path.clone();
+    let req = key_args(&req_path, &url);
+    let del = key_args(&delegator_path, &url);
+    let me = net.requester.did().to_string();
+    let them = delegator.did().to_string();
+
+    // The k the gateway started with (its own --data-k: no proposal yet).
+    let (s, stats) = get(&url, "/v1/data/stats");
+    assert_eq!(s, 200);
+    assert_eq!(stats["k"], 5);
+
+    // Bond behind oneself (a validator candidate), then delegate to it.
+    let st = lode_json(&with(&["stake", "bond", "1000 LODE"], &req));
+    assert_eq!(st["kind"], "bond");
+    assert_eq!(st["status"], "included");
+    let nonce = st["nonce"].as_u64().expect("nonce");
+    let (s, found) = get(&url, &format!("/v1/accounts/{me}/entries/{nonce}"));
+    assert_eq!(
+        (s, &found["kind"], &found["status"]),
+        (200, &Value::from("bond"), &Value::from("included")),
+        "{found}"
+    );
+    let st = lode_json(&with(&["stake", "delegate", "--to", &me, "100 LODE"], &del));
+    assert_eq!(st["kind"], "delegate");
+    let show = lode_json(&with(&["stake", "show"], &del));
+    let d = &show["account"]["delegations"][0];
+    assert_eq!(d["target"], me.as_str());
+    assert_eq!(d["amount"], (100 * lode_ledger::ONE_TOKEN).to_string());
+    assert_eq!(
+        show["network"]["bonded"],
+        (1100 * lode_ledger::ONE_TOKEN).to_string()
+    );
+    assert_eq!(show["network"]["targets"][0]["target"], me.as_str());
+    // Text output too.
+    let (ok, text, err) = lode(&["stake", "show", &them, "--gateway", &url]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains("100 LODE") || text.contains("100.0"),
+        "{text}"
+    );
+
+    // Unbond part of the delegation: released at an epoch close shown.
+    let st = lode_json(&with(&["stake", "unbond", "--from", &me, "40 LODE"], &del));
+    assert_eq!(st["kind"], "unbond");
+    let show = lode_json(&with(&["stake", "show"], &del));
+    let u = &show["account"]["unbondings"][0];
+    assert_eq!(u["amount"], (40 * lode_ledger::ONE_TOKEN).to_string());
+    assert!(u["released_at_close_of_epoch"].as_u64().is_some());
+
+    // Bad input: typed errors, nothing stored.
+    let before = snapshot(&net, &[me.clone(), them.clone()]);
+    lode_refused(&with(&["stake", "bond", "0"], &req), "zero_amount");
+    lode_refused(
+        &with(&["stake", "unbond", "--from", &me, "61 LODE"], &del),
+        "insufficient_stake",
+    );
+    lode_refused(
+        &with(&["stake", "delegate", "--to", &me, "1000000 LODE"], &del),
+        "insufficient_funds",
+    );
+    lode_refused(
+        &with(&["gov", "vote", "99", "yes"], &req),
+        "unknown_proposal",
+    );
+    lode_refused(
+        &with(
+            &[
+                "gov",
+                "propose",
+                "--param",
+                "k_anonymity",
+                "--value",
+                "2",
+                "--deposit",
+                "1 LODE",
+                "--title",
+                "cheap",
+            ],
+            &req,
+        ),
+        "deposit_too_low",
+    );
+    lode_refused(
+        &with(
+            &[
+                "gov",
+                "propose",
+                "--param",
+                "k_anonymity",
+                "--value",
+                "0",
+                "--deposit",
+                "10 LODE",
+                "--title",
+                "k zero",
+            ],
+            &req,
+        ),
+        "invalid_param_change",
+    );
+    // An unknown parameter never leaves the CLI…
+    let (ok, _, err) = lode(&with(
+        &[
+            "gov",
+            "propose",
+            "--param",
+            "bogus",
+            "--value",
+            "1",
+            "--deposit",
+            "10 LODE",
+            "--title",
+            "x",
+        ],
+        &req,
+    ));
+    assert!(!ok && err.contains("unknown parameter"), "{err}");
+    // …and is not an entry the gateway can decode.
+    let (s, body) = post(
+        &url,
+        "/v1/entries",
+        br#"{"propose":{"signer":"x","payload":"","signature":""}}"#.to_vec(),
+    );
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(body["error"]["code"], "malformed_json", "{body}");
+    let (s, _) = get(&url, "/v1/gov/proposals/notanumber");
+    assert_eq!(s, 400);
+    let (s, _) = get(&url, "/v1/gov/proposals/77");
+    assert_eq!(s, 404);
+    let (s, _) = get(&url, "/v1/staking/not-a-did");
+    assert_eq!(s, 400);
+    assert_eq!(snapshot(&net, &[me.clone(), them.clone()]), before);
+
+    // Propose k = 2 and vote it through with the self-bond (the delegator's
+    // stake follows its target's vote).
+    let p = lode_json(&with(
+        &[
+            "gov",
+            "propose",
+            "--param",
+            "k_anonymity",
+            "--value",
+            "2",
+            "--deposit",
+            "10 LODE",
+            "--title",
+            "smaller k for the demo",
+        ],
+        &req,
+    ));
+    let id = p["proposal"].as_u64().expect("proposal id");
+    let v = lode_json(&with(&["gov", "vote", &id.to_string(), "yes"], &req));
+    assert_eq!(v["kind"], "vote");
+    let shown = lode_json(&with(&["gov", "show", &id.to_string()], &req));
+    assert_eq!(shown["status"], "voting");
+    assert_eq!(shown["tally_is_live"], true);
+    assert_eq!(shown["outcome_if_tallied_now"], "passed");
+    assert_eq!(shown["tally"]["yes"], shown["tally"]["bonded"]);
+    // Still the old value until the boundary.
+    assert_eq!(get(&url, "/v1/data/stats").1["k"], 5);
+
+    // The close of the voting period's last epoch tallies and executes it;
+    // the gateway uses the new k from then on, without a restart.
+    wait_for("the proposal to pass", Duration::from_secs(30), || {
+        get(&url, &format!("/v1/gov/proposals/{id}")).1["status"] == "passed"
+    });
+    wait_for("the gateway to use k = 2", Duration::from_secs(10), || {
+        get(&url, "/v1/data/stats").1["k"] == 2
+    });
+    let (_, staking) = get(&url, "/v1/staking");
+    assert_eq!(staking["params"]["k_anonymity"], 2);
+    assert_eq!(staking["gateway_knobs"]["k_anonymity"], 2);
+    assert_eq!(
+        staking["gateway_knobs"]["speed_ceiling"],
+        get(&url, "/v1/limits").1["job"]["speed_ceiling_fuel_per_s"]
+    );
+    let list = lode_json(&with(&["gov", "show"], &req));
+    assert_eq!(list["proposals"][0]["status"], "passed");
+    assert_eq!(list["proposals"][0]["tally_is_live"], false);
+
+    // Voting after the period: refused, nothing stored.
+    let before = snapshot(&net, &[me.clone(), them.clone()]);
+    lode_refused(
+        &with(&["gov", "vote", &id.to_string(), "no"], &del),
+        "voting_closed",
+    );
+    assert_eq!(snapshot(&net, &[me.clone(), them.clone()]), before);
+
+    // The unbonding is released after its epochs.
+    wait_for(
+        "the unbonding to be released",
+        Duration::from_secs(30),
+        || {
+            get(&url, &format!("/v1/staking/{them}")).1["unbondings"]
+                .as_array()
+                .is_some_and(|a| a.is_empty())
+        },
+    );
+
+    net.stop_gateway();
+    ledger_verify_ok(&net.ledger_dir());
+    // A restart keeps the parameter in force.
+    net.start_gateway();
+    assert_eq!(get(&net.url, "/v1/data/stats").1["k"], 2);
+    net.stop_gateway();
+    ledger_verify_ok(&net.ledger_dir());
+}

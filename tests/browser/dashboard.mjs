@@ -1,6 +1,6 @@
 // Drives the gateway's dashboard in headless Chromium (Debian's package) with
 // Playwright: nodes online, a job at 100%, the earnings and ledger explorer
-// views with real content, no request leaving the gateway's origin, no console
+// views with real content, the staking and governance views, no request leaving the gateway's origin, no console
 // errors (a Content-Security-Policy violation is one). Screenshots: out/.
 //
 //   LODE_DASHBOARD_URL=http://127.0.0.1:PORT node dashboard.mjs
@@ -113,6 +113,24 @@ try {
   const gini = await page.textContent('#gini');
   if (!/^\d\.\d{4}$/.test(gini)) problems.push(`Gini shown as ${gini}`);
   await page.screenshot({ path: path.join(out, 'tokenomics.png'), fullPage: true });
+
+  // The devnet turns staking and governance on: both views render their
+  // cards from the gateway (nothing is staked or proposed yet).
+  step('staking and governance views');
+  await page.click('nav a[data-view="staking"]');
+  await page.waitForFunction(() => document.querySelectorAll('#staking-cards .card').length > 0);
+  const stakingCards = await page.textContent('#staking-cards');
+  if (!/Bonded/.test(stakingCards) || !/Stakers/.test(stakingCards)) problems.push(`staking view: ${stakingCards}`);
+  const stakingRows = await page.textContent('#staking-targets tbody');
+  if (!stakingRows.trim()) problems.push('staking view: the targets table is empty (not even its empty-state row)');
+  await page.screenshot({ path: path.join(out, 'staking.png'), fullPage: true });
+  await page.click('nav a[data-view="gov"]');
+  await page.waitForFunction(() => document.querySelectorAll('#gov-cards .card').length > 0);
+  const govCards = await page.textContent('#gov-cards');
+  if (!/Proposals/.test(govCards)) problems.push(`governance view: ${govCards}`);
+  const govRows = await page.textContent('#gov-table tbody');
+  if (!/No proposals yet/.test(govRows) && !/\d/.test(govRows)) problems.push(`governance view rows: ${govRows}`);
+  await page.screenshot({ path: path.join(out, 'governance.png'), fullPage: true });
 
   // Back to the overview for the final picture.
   await page.click('nav a[data-view="overview"]');

@@ -6,28 +6,9 @@
 mod common;
 
 use common::*;
-use lode_ledger::genesis::{GovernanceParams, StakingParams};
 use lode_ledger::state::{ProposalStatus, Tally};
 use lode_ledger::*;
-use lode_proto::{Did, Keypair};
-
-fn genesis() -> Genesis {
-    let mut g = test_genesis();
-    g.staking = Some(StakingParams {
-        share_bps: 1_000,
-        unbonding_epochs: 1,
-        ..StakingParams::default()
-    });
-    g.governance = Some(GovernanceParams {
-        min_deposit: 100 * ONE_TOKEN,
-        voting_period_epochs: 2,
-    });
-    g
-}
-
-fn sign<T: SignedEntry>(p: &Producer, k: &Keypair, m: &T) -> Entry {
-    Entry::sign(k, p.state().next_nonce(&k.did()), 0, m).unwrap()
-}
+use lode_proto::Keypair;
 
 fn propose(p: &Producer, k: &Keypair, change: ParamChange, deposit: Amount) -> Entry {
     let chain = p.state().chain_id();
@@ -57,27 +38,10 @@ fn vote(p: &Producer, k: &Keypair, proposal: u64, option: VoteOption) -> Entry {
     )
 }
 
-fn bond(p: &Producer, k: &Keypair, amount: Amount) -> Entry {
-    let chain = p.state().chain_id();
-    sign(p, k, &Bond { chain, amount })
-}
-
-fn delegate(p: &Producer, k: &Keypair, to: Did, amount: Amount) -> Entry {
-    let chain = p.state().chain_id();
-    sign(p, k, &Delegate { chain, to, amount })
-}
-
-fn entry_err(p: &mut Producer, e: Entry) -> EntryError {
-    match p.submit(e) {
-        Err(ProduceError::Entry(e)) => e,
-        other => panic!("expected an entry error, got {other:?}"),
-    }
-}
-
 /// Voters 0..n with the given self-bonds (base units), a proposer with
 /// tokens, and the chain's blocks.
 fn setup(bonds: &[Amount]) -> (Producer, Vec<Block>, Vec<Keypair>) {
-    let (mut p, g) = Producer::genesis(&genesis(), validator()).unwrap();
+    let (mut p, g) = Producer::genesis(&staking_genesis(1_000, 1), validator()).unwrap();
     let keys: Vec<Keypair> = (0..bonds.len() as u8).map(|i| kp(30 + i)).collect();
     for k in keys.iter().chain([&kp(29)]) {
         let e = Signer { state: p.state() }.transfer(&funder(), k.did(), 1_000 * ONE_TOKEN);
@@ -431,7 +395,7 @@ fn bad_proposals_and_votes_are_typed_errors_with_no_state_change() {
     assert_eq!(p.state().staking_globals().deposits, 0);
 
     // A chain without [governance] accepts no proposal.
-    let mut g = genesis();
+    let mut g = staking_genesis(1_000, 1);
     g.governance = None;
     let (mut p, _) = Producer::genesis(&g, validator()).unwrap();
     let e = Signer { state: p.state() }.transfer(&funder(), proposer().did(), 1_000 * ONE_TOKEN);
@@ -448,7 +412,7 @@ fn bad_proposals_and_votes_are_typed_errors_with_no_state_change() {
 #[test]
 fn genesis_sections_validate_and_round_trip() {
     use lode_ledger::genesis::MAX_STAKING_SHARE_BPS;
-    let mut g = genesis();
+    let mut g = staking_genesis(1_000, 1);
     g.validate().unwrap();
     let bytes = lode_proto::canonical::encode(&g).unwrap();
     assert_eq!(lode_proto::canonical::decode::<Genesis>(&bytes).unwrap(), g);
@@ -472,7 +436,7 @@ fn genesis_sections_validate_and_round_trip() {
         Err(GenesisError::BadStakingParam(_))
     ));
     // Governance needs staking.
-    let mut g = genesis();
+    let mut g = staking_genesis(1_000, 1);
     g.staking = None;
     assert_eq!(g.validate(), Err(GenesisError::GovernanceWithoutStaking));
     // TOML sections with defaults.

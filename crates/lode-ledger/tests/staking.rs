@@ -6,38 +6,9 @@
 mod common;
 
 use common::*;
-use lode_ledger::genesis::{GovernanceParams, StakingParams};
 use lode_ledger::*;
 use lode_proto::{Did, Hash32, Keypair};
 use proptest::prelude::*;
-
-pub fn staking_genesis(share_bps: u32) -> Genesis {
-    let mut g = test_genesis();
-    g.staking = Some(StakingParams {
-        share_bps,
-        unbonding_epochs: 2,
-        ..StakingParams::default()
-    });
-    g.governance = Some(GovernanceParams {
-        min_deposit: 100 * ONE_TOKEN,
-        voting_period_epochs: 2,
-    });
-    g
-}
-
-fn sign<T: SignedEntry>(p: &Producer, k: &Keypair, m: &T) -> Entry {
-    Entry::sign(k, p.state().next_nonce(&k.did()), 0, m).unwrap()
-}
-
-fn bond(p: &Producer, k: &Keypair, amount: Amount) -> Entry {
-    let chain = p.state().chain_id();
-    sign(p, k, &Bond { chain, amount })
-}
-
-fn delegate(p: &Producer, k: &Keypair, to: Did, amount: Amount) -> Entry {
-    let chain = p.state().chain_id();
-    sign(p, k, &Delegate { chain, to, amount })
-}
 
 fn unbond(p: &Producer, k: &Keypair, from: Did, amount: Amount) -> Entry {
     let chain = p.state().chain_id();
@@ -60,13 +31,6 @@ fn commission(p: &Producer, k: &Keypair, target: Did, bps: u32) -> Entry {
 fn fund(p: &mut Producer, to: Did, amount: Amount) {
     let e = Signer { state: p.state() }.transfer(&funder(), to, amount);
     p.submit(e).unwrap();
-}
-
-fn entry_err(p: &mut Producer, e: Entry) -> EntryError {
-    match p.submit(e) {
-        Err(ProduceError::Entry(e)) => e,
-        other => panic!("expected an entry error, got {other:?}"),
-    }
 }
 
 /// A rejected entry changes nothing: same supply, balances, nonces, stake.
@@ -104,7 +68,7 @@ struct World {
 }
 
 fn world(share_bps: u32) -> World {
-    let (mut p, g) = Producer::genesis(&staking_genesis(share_bps), validator()).unwrap();
+    let (mut p, g) = Producer::genesis(&staking_genesis(share_bps, 2), validator()).unwrap();
     let (a, b, op, n0) = (kp(10), kp(11), kp(12), node_key(0));
     for d in [a.did(), b.did(), validator().did(), requester().did()] {
         fund(&mut p, d, 10_000 * ONE_TOKEN);
@@ -624,7 +588,7 @@ fn a_durable_staking_chain_reopens_and_verifies() {
         snapshot_every_blocks: 2,
         ..LedgerConfig::default()
     };
-    let mut l = Ledger::create(d, &staking_genesis(2_000), validator(), cfg.clone()).unwrap();
+    let mut l = Ledger::create(d, &staking_genesis(2_000, 2), validator(), cfg.clone()).unwrap();
     let chain = l.state().chain_id();
     let a = kp(10);
     let e = Signer { state: l.state() }.transfer(&funder(), a.did(), 1_000 * ONE_TOKEN);

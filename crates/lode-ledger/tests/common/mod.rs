@@ -163,3 +163,42 @@ pub fn replay(blocks: &[Block]) -> State {
 pub fn signer(l: &Ledger) -> Signer<'_> {
     Signer { state: l.state() }
 }
+
+/// A test genesis with `[staking]` (stakers' share, unbonding period) and
+/// `[governance]` (100 LODE deposit, 2 voting epochs).
+pub fn staking_genesis(share_bps: u32, unbonding_epochs: u64) -> Genesis {
+    let mut g = test_genesis();
+    g.staking = Some(genesis::StakingParams {
+        share_bps,
+        unbonding_epochs,
+        ..genesis::StakingParams::default()
+    });
+    g.governance = Some(genesis::GovernanceParams {
+        min_deposit: 100 * ONE_TOKEN,
+        voting_period_epochs: 2,
+    });
+    g
+}
+
+/// `m` signed by `k` with its next nonce on `p`'s chain.
+pub fn sign<T: SignedEntry>(p: &Producer, k: &Keypair, m: &T) -> Entry {
+    Entry::sign(k, p.state().next_nonce(&k.did()), 0, m).unwrap()
+}
+
+pub fn bond(p: &Producer, k: &Keypair, amount: Amount) -> Entry {
+    let chain = p.state().chain_id();
+    sign(p, k, &Bond { chain, amount })
+}
+
+pub fn delegate(p: &Producer, k: &Keypair, to: Did, amount: Amount) -> Entry {
+    let chain = p.state().chain_id();
+    sign(p, k, &Delegate { chain, to, amount })
+}
+
+/// The entry error `e` gets (panics if it is accepted).
+pub fn entry_err(p: &mut Producer, e: Entry) -> EntryError {
+    match p.submit(e) {
+        Err(ProduceError::Entry(e)) => e,
+        other => panic!("expected an entry error, got {other:?}"),
+    }
+}

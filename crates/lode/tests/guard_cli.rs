@@ -1,23 +1,13 @@
 //! `lode guard` end to end: score with the embedded model, eval on the committed sample,
 //! clear errors for bad URLs and a tampered model file.
 
-use std::process::Command;
+mod common;
 
-fn lode(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lode"))
-        .args(args)
-        .output()
-        .expect("run lode");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::lode_run;
 
 #[test]
 fn score_prints_one_json_object_per_url() {
-    let (ok, out, _) = lode(&[
+    let (ok, out, _) = lode_run(&[
         "guard",
         "score",
         "--json",
@@ -38,7 +28,7 @@ fn score_prints_one_json_object_per_url() {
 #[test]
 fn bad_urls_get_typed_errors_and_a_failure_status() {
     let huge = format!("https://example.com/{}", "a".repeat(10_000));
-    let (ok, out, _) = lode(&[
+    let (ok, out, _) = lode_run(&[
         "guard",
         "score",
         "--json",
@@ -67,7 +57,7 @@ fn tampered_model_is_refused_with_a_clear_error() {
     let text = lode_guard::DEFAULT_MODEL.replacen("\"bias\":", "\"bias\":1", 1);
     let path = dir.path().join("model.json");
     std::fs::write(&path, text).unwrap();
-    let (ok, _, err) = lode(&[
+    let (ok, _, err) = lode_run(&[
         "guard",
         "score",
         "--model",
@@ -84,7 +74,7 @@ fn eval_reports_metrics_on_a_labelled_file() {
         env!("CARGO_MANIFEST_DIR"),
         "/../lode-guard/tests/data/sample.tsv"
     );
-    let (ok, out, err) = lode(&["guard", "eval", "--test", sample, "--json"]);
+    let (ok, out, err) = lode_run(&["guard", "eval", "--test", sample, "--json"]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let m = &v["metrics"];

@@ -6,36 +6,22 @@
 
 mod common;
 
-use common::{Net, get, ledger_verify_ok, lode_bin, new_key, post};
+use common::{Net, get, ledger_verify_ok, lode_run, new_key, post};
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const EPOCH_MS: u64 = 2_000;
 
-/// Runs `lode ARGS`; returns (success, stdout, stderr).
-fn lode(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(lode_bin())
-        .args(args)
-        .output()
-        .expect("run lode");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn lode_json(args: &[&str]) -> Value {
-    let (ok, out, err) = lode(args);
+    let (ok, out, err) = lode_run(args);
     assert!(ok, "lode {args:?} failed:\n{out}\n{err}");
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("lode {args:?}: {e}: {out}"))
 }
 
 /// `lode ARGS` must fail with the gateway's error `code` in its message.
 fn lode_refused(args: &[&str], code: &str) {
-    let (ok, out, err) = lode(args);
+    let (ok, out, err) = lode_run(args);
     assert!(!ok, "lode {args:?} should have failed:\n{out}");
     assert!(
         err.contains(code),
@@ -149,7 +135,7 @@ fn stake_delegate_vote_a_parameter_through_and_verify() {
     );
     assert_eq!(show["network"]["targets"][0]["target"], me.as_str());
     // Text output too.
-    let (ok, text, err) = lode(&["stake", "show", &them, "--gateway", &url]);
+    let (ok, text, err) = lode_run(&["stake", "show", &them, "--gateway", &url]);
     assert!(ok, "{err}");
     assert!(
         text.contains("100 LODE") || text.contains("100.0"),
@@ -216,7 +202,7 @@ fn stake_delegate_vote_a_parameter_through_and_verify() {
         "invalid_param_change",
     );
     // An unknown parameter never leaves the CLI…
-    let (ok, _, err) = lode(&with(
+    let (ok, _, err) = lode_run(&with(
         &[
             "gov",
             "propose",

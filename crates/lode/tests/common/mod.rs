@@ -54,6 +54,19 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Runs `lode ARGS` to completion; returns (success, stdout, stderr).
+pub fn lode_run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(lode_bin())
+        .args(args)
+        .output()
+        .expect("run lode");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Runs a `lode` command to completion and asserts it succeeded (printing its
 /// output otherwise); returns the output.
 pub fn lode_ok(args: &[&std::ffi::OsStr]) -> std::process::Output {

@@ -13,6 +13,7 @@ use crate::db::{
 };
 use crate::metrics::Metrics;
 use crate::modules::ModuleStore;
+use crate::stake_trust;
 use lode_ledger::{
     ContributionKind, Entry, JobEscrow, Ledger, LedgerError, RegisterNode, WorkReceipt,
 };
@@ -20,7 +21,6 @@ use lode_proto::api::{JobView, UnitResult};
 use lode_proto::envelope::Opened;
 use lode_proto::wire::{
     self, AuthResponse, HelloResponse, NodeAuth, NodeHello, NodePoll, PollResponse, SubmitJob,
-    UnitOutcome,
 };
 use lode_proto::{Did, Envelope, Hash32, ReplayGuard};
 use lode_sched::{
@@ -32,7 +32,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Exit code recorded for a unit whose agreed result is a deterministic sandbox error.
-pub const ERROR_EXIT_CODE: i32 = i32::MIN;
+pub use lode_proto::wire::ERROR_EXIT_CODE;
 
 /// Tunables of the core.
 #[derive(Debug, Clone)]
@@ -59,6 +59,9 @@ pub struct CoreConfig {
     pub module_grace_ms: u64,
     /// Browser nodes' reports: k-anonymity, window, rates (see [`crate::data`]).
     pub data: crate::data::DataConfig,
+    /// Stake-backed trust on chains with staking: a node's cover is the stake
+    /// a proven fault slashes divided by this (0: off; see [`crate::stake_trust`]).
+    pub stake_trust_multiple: u32,
 }
 
 impl Default for CoreConfig {
@@ -75,6 +78,7 @@ impl Default for CoreConfig {
             module_quota_bytes: 256 << 20,
             module_grace_ms: 3_600_000,
             data: crate::data::DataConfig::default(),
+            stake_trust_multiple: 2,
         }
     }
 }
@@ -148,6 +152,10 @@ pub struct Core {
     base_knobs: LiveKnobs,
     /// Staking rewards of the last epochs closed while running (for the APR).
     pub(crate) staking_epochs: std::collections::VecDeque<StakingEpoch>,
+    /// Rejected results of staked nodes awaiting the referee run.
+    referee: Vec<stake_trust::RefereeTask>,
+    /// Every staked node's cover (stake-backed trust), as last computed.
+    covers: HashMap<Did, u128>,
 }
 
 /// The values of the governable gateway knobs in force.
@@ -290,6 +298,8 @@ impl Core {
                 default_replicas: None,
             },
             staking_epochs: std::collections::VecDeque::new(),
+            referee: Vec::new(),
+            covers: HashMap::new(),
         };
         core.sybil.policy = core.cfg.sybil_policy;
         core.sybil.region_spread_permille = core.cfg.region_spread_permille;
@@ -714,6 +724,25 @@ impl Core {
                 .set_live_knobs(k.speed_ceiling, k.region_spread_permille);
         }
         self.sybil.region_spread_permille = k.region_spread_permille;
+        let multiple = self.cfg.stake_trust_multiple;
+        let rule = stake_trust::rule(self.ledger.state(), multiple);
+        if self.sched.config().stake_trust != rule {
+            self.sched.set_stake_trust(rule);
+        }
+        if rule.is_some() {
+            let covers = stake_trust::covers(self.ledger.state(), multiple);
+            for (node, old) in &self.covers {
+                if !covers.contains_key(node) && *old != 0 {
+                    let _ = self.sched.set_stake_cover(node, 0);
+                }
+            }
+            for (node, cover) in &covers {
+                if self.covers.get(node) != Some(cover) {
+                    let _ = self.sched.set_stake_cover(node, *cover);
+                }
+            }
+            self.covers = covers;
+        }
         if self.data.book.config().k != k.k_anonymity {
             tracing::info!(
                 k = k.k_anonymity,
@@ -1262,6 +1291,9 @@ impl Core {
             .sched
             .node_joined(node, info, now)
             .map_err(|e| ApiError::bad_request("node_rejected", e.to_string()))?;
+        if let Some(&cover) = self.covers.get(&node) {
+            let _ = self.sched.set_stake_cover(&node, cover);
+        }
         self.sybil.start_epoch(self.ledger.state().epoch());
         if let Some(st) = self.sched.node_status(&node).filter(|s| s.trusted) {
             self.trusted.insert(node, st.trust.consecutive_valid);
@@ -1399,16 +1431,8 @@ impl Core {
     ) -> Result<(), String> {
         let seq = *self.by_wire.get(&r.unit.job).ok_or("unknown job")?;
         let js = self.jobs.get(&seq).ok_or("unknown job")?;
-        let (exit_code, fuel_used, output) = match &r.outcome {
-            UnitOutcome::Completed {
-                exit_code,
-                fuel_used,
-                stdout,
-            } => (*exit_code, *fuel_used, stdout.clone()),
-            UnitOutcome::Failed { error, fuel_used } => {
-                (ERROR_EXIT_CODE, *fuel_used, error.clone().into_bytes())
-            }
-        };
+        let (exit_code, fuel_used, output) = r.outcome.compared();
+        let output = output.to_vec();
         if fuel_used > js.submit.limits.fuel {
             return Err(format!(
                 "fuel_used {fuel_used} exceeds the unit's fuel limit {}",
@@ -1418,11 +1442,24 @@ impl Core {
         if output.len() as u64 > js.submit.limits.max_output_bytes.max(4096) {
             return Err("output exceeds the unit's output limit".into());
         }
-        let rec = ReportRecord {
+        let mut rec = ReportRecord {
             exit_code,
             fuel_used,
             output,
+            claim: None,
         };
+        // On a chain with staking every result is a signed claim (the evidence
+        // of a proven fault); checked only there, one signature per result.
+        let state = self.ledger.state();
+        if state.genesis().staking.is_some() {
+            let claim =
+                stake_trust::claim_of(state.chain_id(), js.wire, r.unit.unit, &rec.digest());
+            let signed = r.claim.and_then(|sig| claim.envelope(node, sig));
+            if signed.is_none() {
+                return Err("the result's claim is missing or not signed by the node".into());
+            }
+            rec.claim = r.claim;
+        }
         let unit = lode_sched::UnitRef::new(lode_sched::JobId(seq), r.unit.unit);
         let outcome = self
             .sched
@@ -1547,10 +1584,10 @@ impl Core {
             .filter(|(u, _)| *u == unit)
             .map(|(_, n)| *n)
             .collect();
-        let rejected: Vec<(Did, ResultDigest)> = c
+        let rejected: Vec<(Did, ReportRecord)> = c
             .dissenters
             .iter()
-            .filter_map(|n| js.pending.get(&(unit, *n)).map(|r| (*n, r.digest())))
+            .filter_map(|n| js.pending.get(&(unit, *n)).map(|r| (*n, r.clone())))
             .collect();
         js.pending.retain(|(u, _), _| *u != unit);
         batch.clear_reports.push((seq, unit, nodes));
@@ -1587,18 +1624,89 @@ impl Core {
         }
         // Rejected results: never credited; the penalty on the ledger says why.
         let weight = self.fuel_weight();
-        for (node, digest) in rejected {
+        for (node, rec) in rejected {
             self.metrics.results_rejected.inc();
             let e = anticheat::invalid_result(
                 node,
                 wire,
                 unit,
-                &digest,
+                &rec.digest(),
                 &c.result,
                 credited.len(),
                 weight,
             );
             self.submit_penalty(e);
+            self.queue_referee(seq, unit, node, &rec, c.result);
+        }
+    }
+
+    /// Queues the referee run that may turn a staked node's rejected result
+    /// into a proven-fault slash (see [`crate::stake_trust`]).
+    fn queue_referee(
+        &mut self,
+        seq: u64,
+        unit: u32,
+        node: Did,
+        rec: &ReportRecord,
+        accepted: ResultDigest,
+    ) {
+        let state = self.ledger.state();
+        let (Some(sig), Some(js)) = (rec.claim, self.jobs.get(&seq)) else {
+            return;
+        };
+        if !stake_trust::slashable(state, &node) {
+            return;
+        }
+        let claim = stake_trust::claim_of(state.chain_id(), js.wire, unit, &rec.digest());
+        let (Some(claim), Some(input)) = (
+            claim.envelope(node, sig),
+            js.submit.units.get(unit as usize),
+        ) else {
+            return;
+        };
+        if self.referee.len() >= stake_trust::MAX_REFEREE_QUEUE {
+            tracing::warn!(%node, job = %js.wire, unit, "referee queue full: this fault is penalized but not slashed");
+            return;
+        }
+        self.referee.push(stake_trust::RefereeTask {
+            node,
+            claim,
+            accepted,
+            job: js.wire,
+            unit,
+            module: js.submit.module,
+            input: input.clone(),
+            limits: js.submit.limits,
+        });
+    }
+
+    /// Referee runs to do now (done outside the core's lock).
+    pub fn take_referee_tasks(&mut self) -> Vec<stake_trust::RefereeTask> {
+        std::mem::take(&mut self.referee)
+    }
+
+    /// The result of a referee run: a proven fault is slashed (through the
+    /// outbox, like penalties); anything else only logged.
+    pub fn referee_done(&mut self, task: &stake_trust::RefereeTask, run: Option<&ResultDigest>) {
+        let Some(bps) = self
+            .ledger
+            .state()
+            .genesis()
+            .staking
+            .as_ref()
+            .map(|p| p.fault_slash_bps)
+        else {
+            return;
+        };
+        match stake_trust::slash_for(task, run, bps) {
+            Ok(e) => {
+                tracing::warn!(node = %task.node, job = %task.job, unit = task.unit, "proven fault: slashing the node's stake");
+                self.metrics.slashes.inc();
+                self.submit_penalty(e);
+            }
+            Err(why) => {
+                tracing::warn!(node = %task.node, job = %task.job, unit = task.unit, %why, "no slash");
+            }
         }
     }
 
@@ -1635,6 +1743,7 @@ impl Core {
             weight,
         );
         self.submit_penalty(e);
+        self.queue_referee(seq, unit, node, rec, accepted);
     }
 
     fn fuel_weight(&self) -> u64 {
@@ -1947,6 +2056,10 @@ impl Core {
                     "results_valid": st.as_ref().map(|x| x.stats.valid),
                     "results_invalid": st.as_ref().map(|x| x.stats.invalid),
                     "first_replicas": st.as_ref().map(|x| x.stats.first_replicas),
+                    "assigned": st.as_ref().map(|x| x.stats.assigned),
+                    "accepted_on_trust": st.as_ref().map(|x| x.stats.accepted_on_trust),
+                    "stake_cover": self.sched.stake_exposure(&s.node).map(|(c, _)| c.to_string()),
+                    "stake_exposure": self.sched.stake_exposure(&s.node).map(|(_, e)| e.to_string()),
                 })
             })
             .collect()

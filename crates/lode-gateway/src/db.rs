@@ -173,6 +173,32 @@ pub struct ReportRecord {
     pub exit_code: i32,
     pub fuel_used: u64,
     pub output: Vec<u8>,
+    /// The node's signature of its `ResultClaim` (chains with staking).
+    pub claim: Option<lode_proto::Signature>,
+}
+
+/// A [`ReportRecord`] as stored before result claims.
+#[derive(Serialize, Deserialize)]
+struct ReportRecordV1 {
+    exit_code: i32,
+    fuel_used: u64,
+    output: Vec<u8>,
+}
+
+impl ReportRecord {
+    fn decode(bytes: &[u8]) -> Result<Self, DbError> {
+        match canonical::decode::<ReportRecord>(bytes) {
+            Ok(r) => Ok(r),
+            Err(e) => canonical::decode::<ReportRecordV1>(bytes)
+                .map(|r| ReportRecord {
+                    exit_code: r.exit_code,
+                    fuel_used: r.fuel_used,
+                    output: r.output,
+                    claim: None,
+                })
+                .map_err(|_| e.into()),
+        }
+    }
 }
 
 impl ReportRecord {
@@ -627,7 +653,7 @@ impl Db {
             let pk: [u8; 32] = k[12..44].try_into().unwrap_or_default();
             let node =
                 Did::from_public_key_bytes(pk).map_err(|e| DbError::Corrupt(e.to_string()))?;
-            out.push((unit, node, canonical::decode(v.value())?));
+            out.push((unit, node, ReportRecord::decode(v.value())?));
         }
         Ok(out)
     }

@@ -21,6 +21,7 @@ pub mod modules;
 pub mod openapi;
 pub mod ratelimit;
 pub mod serve;
+pub mod stake_trust;
 pub mod staking_api;
 pub mod storage;
 pub mod storage_api;
@@ -30,6 +31,7 @@ use lode_ledger::{Genesis, Ledger, LedgerConfig};
 use lode_proto::{KeyFile, Keypair};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::core::{Core, CoreConfig};
@@ -206,6 +208,8 @@ pub async fn serve(
         let period = Duration::from_millis((cfg.storage.audit_interval_ms / 8).clamp(100, 5_000));
         every(period, move || storage_api::tick(&app))
     };
+    let referee_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let referee = spawn_referee(app.clone(), referee_stop.clone());
     let router = http::router(app.clone());
     let dash = app.dashboard().clone();
     let shutdown = async move {
@@ -226,9 +230,52 @@ pub async fn serve(
     sampler.abort();
     collector.abort();
     storage_ticker.abort();
+    referee_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = referee.join();
     // Make whatever is queued durable before exiting.
     app.lock().shutdown(http::now_ms());
     result.map_err(GatewayError::Serve)
+}
+
+/// The referee: re-runs the units of staked nodes' rejected results in a
+/// sandbox of its own, on its own thread (a run may take as long as the job's
+/// limits allow), and hands each result back to the core, which slashes only a
+/// proven fault (see [`stake_trust`]).
+fn spawn_referee(
+    app: App,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut sandbox = None;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let tasks = app.lock().take_referee_tasks();
+            if tasks.is_empty() {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            if sandbox.is_none() {
+                match lode_sandbox::Sandbox::new(lode_sandbox::SandboxConfig::default()) {
+                    Ok(s) => sandbox = Some(s),
+                    Err(e) => {
+                        tracing::error!(error = %e, "no referee sandbox: faults are penalized, not slashed");
+                        continue;
+                    }
+                }
+            }
+            let Some(sb) = sandbox.as_ref() else { continue };
+            for t in tasks {
+                let module = app.lock().modules.get(&t.module);
+                let run = match module {
+                    Ok(m) => stake_trust::referee_run(sb, &m, &t.input, &t.limits),
+                    Err(e) => {
+                        tracing::warn!(module = %t.module, error = %e, "referee: module gone");
+                        None
+                    }
+                };
+                app.lock().referee_done(&t, run.as_ref());
+            }
+        }
+    })
 }
 
 /// Runs `f` every `period` (a late tick delays the next rather than bunching up).

@@ -76,6 +76,8 @@ pub struct Metrics {
     pub leases_lost: Counter,
     pub flags_raised: Counter,
     pub results_rejected: Counter,
+    /// Proven-fault slashes submitted after a referee run.
+    pub slashes: Counter,
     pub blocks_sealed: Counter,
     pub requests_rejected: Counter,
     pub nodes_online: Gauge,
@@ -220,6 +222,13 @@ impl Metrics {
             c,
             "Results that disagreed with the accepted one (never credited, penalized).",
             self.results_rejected.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_slashes_total",
+            c,
+            "Proven-fault slashes of nodes' stake submitted after a referee run.",
+            self.slashes.get(),
         );
         write_metric(
             &mut s,

@@ -388,6 +388,48 @@ impl Message for ResultClaim {
     const KIND: &'static str = "lode/ledger/result-claim/v1";
 }
 
+impl ResultClaim {
+    /// The `result` of a claim: SHA-256 over a domain tag, the output's SHA-256,
+    /// the exit code and the fuel used (what replicas are compared on).
+    pub fn result_hash(output_hash: &Hash32, exit_code: i32, fuel_used: u64) -> Hash32 {
+        let mut b = Vec::with_capacity(64);
+        b.extend_from_slice(b"lode/result/v1");
+        b.extend_from_slice(&output_hash.0);
+        b.extend_from_slice(&exit_code.to_le_bytes());
+        b.extend_from_slice(&fuel_used.to_le_bytes());
+        Hash32::sha256(&b)
+    }
+
+    /// The claim as a standalone envelope: nonce 0, timestamp 0, so that the
+    /// node's signature alone (sent with its result) rebuilds it.
+    fn payload(&self) -> Vec<u8> {
+        canonical::encode(&Payload {
+            nonce: 0,
+            timestamp_ms: 0,
+            message: self,
+        })
+        .unwrap_or_default()
+    }
+
+    /// The node's signature of this claim.
+    pub fn sign(&self, key: &Keypair) -> lode_proto::Signature {
+        key.sign_tagged(Self::KIND, &self.payload())
+    }
+
+    /// The envelope `signer`'s `signature` makes of this claim, if it verifies.
+    pub fn envelope(&self, signer: Did, signature: lode_proto::Signature) -> Option<Envelope> {
+        let payload = self.payload();
+        signer
+            .verify_tagged(Self::KIND, &payload, &signature)
+            .then(|| Envelope {
+                kind: Self::KIND.to_string(),
+                payload,
+                signer,
+                signature,
+            })
+    }
+}
+
 /// Why stake is slashed. Variants are only ever appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

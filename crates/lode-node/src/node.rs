@@ -21,11 +21,11 @@ use crate::outbox::{Batch, Outbox};
 use crate::outcome::{Disposition, check_limits_fit, classify, to_sandbox_limits};
 use crate::tracker::{Finish, Tracker, UnitCell};
 use crate::worker::{Done, Job, RunnerPool};
-use lode_ledger::entry::RegisterNode;
+use lode_ledger::entry::{RegisterNode, ResultClaim};
 use lode_proto::wire::{
     Assignment, NodeAuth, NodeCapacity, NodeHello, NodePoll, PollResponse, UnitRef, UnitReport,
 };
-use lode_proto::{Did, Envelope, EvmAddress, KeyFile, Keypair};
+use lode_proto::{Did, Envelope, EvmAddress, Hash32, KeyFile, Keypair};
 use lode_sandbox::{MAX_WASM32_MEMORY, RunInput, Sandbox, SandboxConfig, WASM_PAGE};
 use std::collections::HashSet;
 use std::future::Future;
@@ -246,6 +246,7 @@ impl Node {
             outbox: Outbox::default(),
             clock: GatewayClock::default(),
             session: None,
+            chain: None,
             connecting: None,
             long: None,
             short: None,
@@ -302,6 +303,7 @@ pub async fn run(
 struct Session {
     id: [u8; 16],
     gateway: Did,
+    chain: Hash32,
     poll_timeout: Duration,
     heartbeat_every: Duration,
 }
@@ -338,6 +340,8 @@ struct EventLoop {
     outbox: Outbox,
     clock: GatewayClock,
     session: Option<Session>,
+    /// The chain of the last session: results are claimed on it.
+    chain: Option<Hash32>,
     connecting: Option<JoinHandle<ConnectResult>>,
     long: Option<InFlight>,
     short: Option<InFlight>,
@@ -603,6 +607,7 @@ impl EventLoop {
             let session = Session {
                 id: a.value.session,
                 gateway: h.value.gateway,
+                chain: h.value.chain_id,
                 poll_timeout: Duration::from_millis(a.value.poll_timeout_ms)
                     .min(Duration::from_secs(600)),
                 heartbeat_every: heartbeat / 3,
@@ -681,6 +686,7 @@ impl EventLoop {
                     "connected"
                 );
                 self.last_poll_at = Instant::now();
+                self.chain = Some(session.chain);
                 self.session = Some(session);
             }
             Err(e) => {
@@ -892,11 +898,28 @@ impl EventLoop {
         }
         match self.tracker.finish(&d.unit) {
             Finish::Deliver => match d.disposition {
-                Disposition::Report(outcome) => self.outbox.push_report(UnitReport {
-                    unit: d.unit,
-                    outcome,
-                    elapsed_ms: d.elapsed_ms,
-                }),
+                Disposition::Report(outcome) => {
+                    let claim = self.chain.map(|chain| {
+                        let (exit_code, fuel_used, output) = outcome.compared();
+                        ResultClaim {
+                            chain,
+                            job: d.unit.job,
+                            unit: u64::from(d.unit.unit),
+                            result: ResultClaim::result_hash(
+                                &Hash32::sha256(output),
+                                exit_code,
+                                fuel_used,
+                            ),
+                        }
+                        .sign(&self.node.key)
+                    });
+                    self.outbox.push_report(UnitReport {
+                        unit: d.unit,
+                        outcome,
+                        elapsed_ms: d.elapsed_ms,
+                        claim,
+                    })
+                }
                 Disposition::HandBack(why) => {
                     tracing::info!(job = %d.unit.job, unit = d.unit.unit, reason = %why, "handing the unit back");
                     self.outbox.push_hand_back(d.unit);

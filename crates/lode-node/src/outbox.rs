@@ -120,6 +120,7 @@ mod tests {
                 stdout: vec![b'x'; out],
             },
             elapsed_ms: 1,
+            claim: None,
         }
     }
 

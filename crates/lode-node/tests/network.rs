@@ -362,6 +362,36 @@ async fn refuses_a_module_whose_bytes_do_not_match_its_hash() {
         other => panic!("{other:?}"),
     }
     assert!(stored.exists());
+    // The result is signed as a standalone ledger claim (the evidence that
+    // would slash the node if the result were proven wrong).
+    let (signer, report, chain) = peer.with(|s| {
+        let (d, r) = s
+            .reports
+            .iter()
+            .find(|(_, r)| r.unit == good.unit)
+            .cloned()
+            .unwrap();
+        (d, r, s.chain_id)
+    });
+    let (exit_code, fuel_used, output) = report.outcome.compared();
+    let claim = lode_ledger::entry::ResultClaim {
+        chain,
+        job: good.unit.job,
+        unit: u64::from(good.unit.unit),
+        result: lode_ledger::entry::ResultClaim::result_hash(
+            &Hash32::sha256(output),
+            exit_code,
+            fuel_used,
+        ),
+    };
+    let sig = report.claim.expect("a signed claim");
+    assert!(claim.envelope(signer, sig).is_some(), "the claim verifies");
+    let mut other = claim.clone();
+    other.result = Hash32::sha256(b"another result");
+    assert!(
+        other.envelope(signer, sig).is_none(),
+        "and only for its result"
+    );
     let summary = running.shutdown().await;
     assert_eq!(summary.reported, 1);
     assert_eq!(summary.handed_back, 1);

@@ -298,6 +298,27 @@ pub enum UnitOutcome {
     Failed { error: String, fuel_used: u64 },
 }
 
+/// The exit code a deterministic failure is compared under: no module can
+/// exit with it (WASI exit codes are 0..=125 or an unsigned status).
+pub const ERROR_EXIT_CODE: i32 = i32::MIN;
+
+impl UnitOutcome {
+    /// What replicas are compared on: (exit code, fuel used, output bytes); a
+    /// deterministic failure is its error text under [`ERROR_EXIT_CODE`].
+    pub fn compared(&self) -> (i32, u64, &[u8]) {
+        match self {
+            UnitOutcome::Completed {
+                exit_code,
+                fuel_used,
+                stdout,
+            } => (*exit_code, *fuel_used, stdout),
+            UnitOutcome::Failed { error, fuel_used } => {
+                (ERROR_EXIT_CODE, *fuel_used, error.as_bytes())
+            }
+        }
+    }
+}
+
 /// A finished unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitReport {
@@ -305,6 +326,11 @@ pub struct UnitReport {
     pub outcome: UnitOutcome,
     /// Wall time the node spent, for monitoring (not trusted for billing).
     pub elapsed_ms: u64,
+    /// The node's signature of its result as a standalone ledger
+    /// `ResultClaim` (nonce 0, timestamp 0): the evidence that slashes it if
+    /// the result is proven wrong. Gateways on chains with staking refuse a
+    /// report without a valid one.
+    pub claim: Option<crate::Signature>,
 }
 
 /// Node → gateway: report finished units, hand back units it will not run, ask for more.
@@ -451,6 +477,7 @@ mod tests {
                     stdout: b"out".to_vec(),
                 },
                 elapsed_ms: 5,
+                claim: Some(kp.sign_tagged("claim", b"x")),
             }],
             handed_back: vec![],
         };

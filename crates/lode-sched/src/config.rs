@@ -143,6 +143,36 @@ pub struct Config {
     pub region_spread_permille: u32,
     pub reputation: ReputationRules,
     pub flags: FlagRules,
+    /// Stake-backed trust; `None` (default): BOINC's adaptive replication
+    /// without stake. See [`StakeTrust`].
+    #[serde(default)]
+    pub stake_trust: Option<StakeTrust>,
+}
+
+/// Stake-backed trust (issue 15). A trusted node's unit is accepted on its
+/// single result only while the value of the unverified results it was given
+/// since its last quorum-verified result (its *exposure*), plus this unit's,
+/// stays within its *cover* ([`crate::Event::StakeCover`]: the part of its
+/// bonded stake a proven fault slashes, divided by a safety multiple; the
+/// gateway computes it from the ledger). Past the cover the unit is
+/// replicated to a quorum, a *forced check*, whose verification resets the
+/// exposure. A node without stake is never trusted alone. A unit's value is
+/// what its node is paid for it at most: `fuel limit × (price per fuel +
+/// reward_per_gfuel / 10⁹)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StakeTrust {
+    /// The epoch reward paid per 10⁹ fuel of verified work, in base units, on
+    /// top of the job's price.
+    pub reward_per_gfuel: u128,
+}
+
+impl StakeTrust {
+    /// What a node earns at most for one unit of `fuel` limit at `price` per fuel.
+    pub fn unit_value(&self, fuel: u64, price: u128) -> u128 {
+        let f = u128::from(fuel);
+        f.saturating_mul(price)
+            .saturating_add(f.saturating_mul(self.reward_per_gfuel) / 1_000_000_000)
+    }
 }
 
 impl Default for Config {
@@ -160,6 +190,7 @@ impl Default for Config {
             region_spread_permille: default_region_spread(),
             reputation: ReputationRules::default(),
             flags: FlagRules::default(),
+            stake_trust: None,
         }
     }
 }

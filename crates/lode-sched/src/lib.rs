@@ -105,7 +105,9 @@ mod types;
 pub mod analysis;
 pub mod sim;
 
-pub use config::{Config, FlagRules, MAX_REPLICAS_LIMIT, REPUTATION_MAX, ReputationRules};
+pub use config::{
+    Config, FlagRules, MAX_REPLICAS_LIMIT, REPUTATION_MAX, ReputationRules, StakeTrust,
+};
 pub use error::{ConfigError, Error, InvalidJob, InvalidNode};
 pub use sched::{
     Counters, Event, JobProgress, NodeStats, NodeStatus, ReplicaState, ReplicaView, SchedStats,

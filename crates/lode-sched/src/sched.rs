@@ -181,6 +181,13 @@ struct Node<K> {
     leases: Vec<(u32, u32)>,
     stats: NodeStats,
     flags: u8,
+    /// Stake-backed trust: the value of unverified results this node may hold
+    /// ([`Event::StakeCover`]) and the value given to it on trust since its last
+    /// verified result ([`crate::StakeTrust`]).
+    #[serde(default)]
+    cover: u128,
+    #[serde(default)]
+    exposure: u128,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -208,6 +215,10 @@ pub struct Counters {
     pub lost: u64,
     pub spot_checks: u64,
     pub trusted_singles: u64,
+    /// Units of trusted nodes replicated because their stake did not cover
+    /// them ([`crate::StakeTrust`]).
+    #[serde(default)]
+    pub stake_checks: u64,
 }
 
 /// Sizes and counters of the whole scheduler (for the gateway's `/metrics`).
@@ -453,6 +464,26 @@ impl<K: NodeKey> Scheduler<K> {
         self.cfg.region_spread_permille = region_spread_permille;
     }
 
+    /// Turns stake-backed trust on or off, or changes the reward it values
+    /// unverified work with; applies from the next decision on.
+    pub fn set_stake_trust(&mut self, stake_trust: Option<crate::StakeTrust>) {
+        self.cfg.stake_trust = stake_trust;
+    }
+
+    /// Sets the value of unverified results `key` may hold (stake-backed trust).
+    pub fn set_stake_cover(&mut self, key: &K, cover: u128) -> Result<(), Error> {
+        let &nix = self.node_ix.get(key).ok_or(Error::UnknownNode)?;
+        self.nodes[nix as usize].cover = cover;
+        Ok(())
+    }
+
+    /// A node's stake cover and current exposure (stake-backed trust).
+    pub fn stake_exposure(&self, key: &K) -> Option<(u128, u128)> {
+        let &nix = self.node_ix.get(key)?;
+        let n = &self.nodes[nix as usize];
+        Some((n.cover, n.exposure))
+    }
+
     /// The latest time seen (time never goes backwards inside the scheduler).
     pub fn now(&self) -> u64 {
         self.now
@@ -549,6 +580,10 @@ impl<K: NodeKey> Scheduler<K> {
             leases: Vec::with_capacity(info.slots.min(1024) as usize),
             stats: NodeStats::default(),
             flags: 0,
+            cover: 0,
+            // Trust carried over a restart comes without the exposure it had:
+            // count it as used up, so the node's next unit is checked first.
+            exposure: if info.trust.is_some() { u128::MAX } else { 0 },
         });
         self.node_ix.insert(key, nix);
         Ok(self.check_claim(nix))
@@ -1022,6 +1057,7 @@ impl<K: NodeKey> Scheduler<K> {
         let now = self.now;
         let threshold = self.cfg.trust_threshold;
         let cv_cap = self.cfg.spot_check_cv_cap;
+        let stake_trust = self.cfg.stake_trust;
         let grace = self.cfg.region_grace_ms;
         let gen_ = self.job_gen[j as usize];
         let node = &mut self.nodes[nix as usize];
@@ -1042,15 +1078,30 @@ impl<K: NodeKey> Scheduler<K> {
             let needed = if job.quorum == 1 {
                 1
             } else if job.adaptive && node.cv >= threshold {
+                // Under stake-backed trust, a unit the node's stake does not
+                // cover is replicated (a forced check); no RNG draw, so a run
+                // without stake trust draws exactly as before.
+                let value = stake_trust.map(|st| st.unit_value(job.limits.fuel, job.max_price));
+                let covered = value.is_none_or(|v| {
+                    node.exposure
+                        .checked_add(v)
+                        .is_some_and(|e| e <= node.cover)
+                });
                 // Spot-check with probability 1/CV, decided here, once, by the
                 // seeded RNG. The assignment sent to the node is identical either way.
                 let c = node.cv.min(cv_cap).max(1);
-                if self.rng.random_range(0..c) == 0 {
+                if !covered {
+                    self.counters.stake_checks += 1;
+                    job.quorum
+                } else if self.rng.random_range(0..c) == 0 {
                     self.counters.spot_checks += 1;
                     job.quorum
                 } else {
                     self.counters.trusted_singles += 1;
                     unit.flags |= TRUSTED_SINGLE;
+                    if let Some(v) = value {
+                        node.exposure = node.exposure.saturating_add(v);
+                    }
                     1
                 }
             } else {
@@ -1615,6 +1666,8 @@ impl<K: NodeKey> Scheduler<K> {
         n.cv = n.cv.saturating_add(1);
         n.rep = (n.rep + gain).min(REPUTATION_MAX);
         n.stats.valid += 1;
+        // A verified result: what it was given on trust before is behind a check.
+        n.exposure = 0;
         self.emit_trust(nix, TrustCause::Valid, out);
     }
 
@@ -1937,6 +1990,10 @@ impl<K: NodeKey> Scheduler<K> {
                 .submit_result(&node, unit, digest, now, out)
                 .map(|_| ()),
             Event::UnitFailed { node, unit } => self.report_failure(&node, unit, now, out),
+            Event::StakeCover { node, cover } => {
+                self.advance(now);
+                self.set_stake_cover(&node, cover)
+            }
             Event::Tick => {
                 self.tick(now, out);
                 Ok(())
@@ -1982,6 +2039,12 @@ pub enum Event<K> {
     UnitFailed {
         node: K,
         unit: UnitRef,
+    },
+    /// The value of unverified results the node's stake covers changed
+    /// (stake-backed trust, [`crate::StakeTrust`]).
+    StakeCover {
+        node: K,
+        cover: u128,
     },
     /// Process lease expiries up to the event's time.
     Tick,

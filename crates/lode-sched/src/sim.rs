@@ -43,6 +43,9 @@ pub enum Behavior {
 pub struct SimNode {
     pub info: NodeInfo,
     pub behavior: Behavior,
+    /// Bonded stake behind the node, in value units (1 per fuel of a unit at
+    /// price 1); used when [`SimSetup::stake`] is set.
+    pub stake: u128,
 }
 
 impl SimNode {
@@ -61,6 +64,7 @@ impl SimNode {
                 trust: None,
             },
             behavior,
+            stake: 0,
         }
     }
 }
@@ -91,6 +95,27 @@ pub struct SimSetup {
     pub record: bool,
     /// Run [`Scheduler::validate`] every this many events (0: never).
     pub validate_every: u64,
+    /// Slashing of proven faults, with stake-backed trust when
+    /// `config.stake_trust` is set (see [`SimStake`]).
+    pub stake: Option<SimStake>,
+}
+
+/// How the simulated ledger slashes and covers (stake-backed trust).
+///
+/// A node whose result a quorum found wrong is slashed `slash_bps` of its
+/// stake when the result is really wrong (the referee re-run of the gateway;
+/// in the simulation: [`correct_digest`]), never for losing to colluders. Its
+/// cover is `stake × slash_bps / 10,000 / multiple`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimStake {
+    pub slash_bps: u32,
+    pub multiple: u32,
+}
+
+impl SimStake {
+    pub fn cover(&self, stake: u128) -> u128 {
+        stake * u128::from(self.slash_bps) / 10_000 / u128::from(self.multiple.max(1))
+    }
 }
 
 impl SimSetup {
@@ -107,6 +132,7 @@ impl SimSetup {
             jitter_permille: 100,
             record: false,
             validate_every: 0,
+            stake: None,
         }
     }
 }
@@ -198,6 +224,19 @@ pub struct ClassStats {
     /// ...and of those, the ones replicated (verified by a quorum, or failed with
     /// two or more replicas).
     pub primary_units_replicated: u64,
+    /// Value (fuel × price) this class was paid for wrong results accepted: the
+    /// most a cheater gains by not computing them.
+    pub wrong_value_accepted: u128,
+    /// Proven faults slashed, and the stake they took.
+    pub slashes: u64,
+    pub slashed: u128,
+}
+
+impl ClassStats {
+    /// What cheating earned this class net of slashing (negative: a loss).
+    pub fn cheating_profit(&self) -> i128 {
+        self.wrong_value_accepted as i128 - self.slashed as i128
+    }
 }
 
 /// What a simulation observed.
@@ -208,6 +247,8 @@ pub struct SimReport {
     pub completed: u64,
     /// Completed units whose accepted result is wrong.
     pub wrong_accepted: u64,
+    /// Units of trusted nodes replicated because their stake did not cover them.
+    pub stake_checks: u64,
     /// Units completed more than once (must be 0).
     pub double_completions: u64,
     /// A node credited twice for one unit (must be 0).
@@ -296,6 +337,9 @@ struct Sim {
     completed_per_job: BTreeMap<JobId, u32>,
     /// Units with a lost lease awaiting re-issue: unit -> (time, node).
     awaiting_reissue: HashMap<UnitRef, Vec<(u64, u64)>>,
+    /// Stake per node (stake-backed trust) and covers to send to the scheduler.
+    stake: Vec<u128>,
+    covers: Vec<(u64, u128)>,
     events_applied: u64,
     violation: Option<SimError>,
 }
@@ -339,11 +383,14 @@ pub fn run(setup: SimSetup) -> Result<SimReport, SimError> {
         decided: HashSet::new(),
         completed_per_job: BTreeMap::new(),
         awaiting_reissue: HashMap::new(),
+        stake: setup.nodes.iter().map(|n| n.stake).collect(),
+        covers: Vec::new(),
         events_applied: 0,
         violation: None,
         setup,
     };
     sim.go();
+    sim.report.stake_checks = sim.sched.counters().stake_checks;
     match sim.violation {
         Some(e) => Err(e),
         None => Ok(sim.report),
@@ -371,6 +418,9 @@ impl Sim {
         }
         self.out = out;
         self.events_applied += 1;
+        for (node, cover) in std::mem::take(&mut self.covers) {
+            self.apply(Event::StakeCover { node, cover });
+        }
         let every = self.setup.validate_every;
         if every > 0
             && self.violation.is_none()
@@ -431,6 +481,7 @@ impl Sim {
                 }
                 let limit = self.fuel_limit[&c.unit.job];
                 let wrong = c.result != correct_digest(c.unit, limit);
+                let value = u128::from(c.result.fuel_used);
                 if wrong {
                     self.report.wrong_accepted += 1;
                 }
@@ -456,6 +507,7 @@ impl Sim {
                     cs.credited += 1;
                     if wrong {
                         cs.wrong_accepted += 1;
+                        cs.wrong_value_accepted += value;
                     }
                 }
             }
@@ -501,6 +553,9 @@ impl Sim {
                 }
             }
             Decision::Trust(t) => {
+                if let TrustCause::Invalid { unit } = t.cause {
+                    self.proven_fault(t.node, unit);
+                }
                 if t.trusted && t.cause == TrustCause::Valid {
                     let th = self.setup.config.trust_threshold;
                     if t.trust.consecutive_valid == th {
@@ -521,6 +576,33 @@ impl Sim {
         }
     }
 
+    /// A quorum disagreed with `node` on `unit`: slash it if its result is really
+    /// wrong (the referee), never for losing to colluders.
+    fn proven_fault(&mut self, node: u64, unit: UnitRef) {
+        let Some(st) = self.setup.stake else { return };
+        let limit = self.fuel_limit[&unit.job];
+        let right = correct_digest(unit, limit);
+        let wrong = self
+            .sched
+            .unit_replicas(unit)
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.node == node && r.result.is_some_and(|d| d != right));
+        let stake = self.stake[node as usize];
+        if !wrong || stake == 0 {
+            return;
+        }
+        let cut = stake * u128::from(st.slash_bps) / 10_000;
+        self.stake[node as usize] = stake - cut;
+        let b = self.behavior(node);
+        let cs = self.report.class(b);
+        cs.slashes += 1;
+        cs.slashed += cut;
+        if self.setup.config.stake_trust.is_some() {
+            self.covers.push((node, st.cover(stake - cut)));
+        }
+    }
+
     fn schedule_poll(&mut self, node: u64, at: u64) {
         let ns = &mut self.nodes[node as usize];
         if !ns.poll_pending && ns.alive {
@@ -536,6 +618,13 @@ impl Sim {
                 node: i as u64,
                 info,
             });
+            if let (Some(st), Some(_)) = (self.setup.stake, self.setup.config.stake_trust) {
+                let cover = st.cover(self.stake[i]);
+                self.apply(Event::StakeCover {
+                    node: i as u64,
+                    cover,
+                });
+            }
         }
         for k in 0..self.setup.jobs.len() {
             let at = self.setup.jobs[k].submit_at_ms;
@@ -758,5 +847,37 @@ pub fn collusion_scenario(
         submit_at_ms: 0,
         spec: job_spec(1, units, 1_000_000_000, q, max_replicas, adaptive),
     });
+    setup
+}
+
+/// Scenario: [`cheater_scenario`] (adaptive, quorum `q`) with stake: every node
+/// has `stake_units` units' worth of stake (a unit's value is its fuel limit,
+/// 10⁹, at price 1), proven faults are slashed `slash_bps`, and, when
+/// `stake_trust`, a trusted node's result is accepted alone only within its
+/// cover, `stake × slash_bps / 10,000 / multiple` ([`crate::StakeTrust`]).
+#[allow(clippy::too_many_arguments)]
+pub fn stake_scenario(
+    seed: u64,
+    honest: u64,
+    cheaters: u64,
+    wrong_permille: u32,
+    units: u32,
+    q: u8,
+    stake_units: u128,
+    stake_trust: bool,
+    multiple: u32,
+) -> SimSetup {
+    let mut setup = cheater_scenario(seed, honest, cheaters, wrong_permille, units, q, true);
+    let unit_value = 1_000_000_000u128;
+    for n in &mut setup.nodes {
+        n.stake = stake_units * unit_value;
+    }
+    setup.stake = Some(SimStake {
+        slash_bps: 1_000,
+        multiple,
+    });
+    if stake_trust {
+        setup.config.stake_trust = Some(crate::StakeTrust::default());
+    }
     setup
 }

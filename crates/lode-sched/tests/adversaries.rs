@@ -194,3 +194,101 @@ fn adaptive_replication_overhead_on_honest_stable_network() {
         "plain quorum 2 costs exactly 100%"
     );
 }
+
+/// Stake-backed trust (issue 15): an intermittent cheater (wrong 10 % of the
+/// time while trusted) with 20 units' worth of stake. Under plain adaptive
+/// trust it keeps what it was paid for its accepted wrong results; slashing
+/// alone (10 % of its stake per proven fault) takes less than it gains
+/// between two catches; with the cover (stake × 10 % / 2 = one unit of value)
+/// a check follows each unverified unit, so every catch costs it more than it
+/// gained since the last one and its profit is negative. Honest nodes are
+/// never slashed.
+#[test]
+fn stake_backed_trust_makes_intermittent_cheating_a_loss() {
+    let case = |seed, stake, cover| {
+        let r = sim::run(sim::stake_scenario(
+            seed, 25, 25, 100, 20_000, 2, stake, cover, 2,
+        ))
+        .expect("simulation");
+        sane(&r);
+        assert!(r.failed.is_empty());
+        assert_eq!(r.honest.slashes, 0, "an honest node is never slashed");
+        r
+    };
+    let (mut plain, mut slash_only, mut covered) = (0i128, 0i128, 0i128);
+    let (mut wrong_plain, mut wrong_covered, mut slashes, mut checks) = (0, 0, 0, 0);
+    for s in 0..2 {
+        let a = case(4000 + s, 0, false);
+        let b = case(4000 + s, 20, false);
+        let c = case(4000 + s, 20, true);
+        assert!(a.intermittent.wrong > 100, "the cheater must cheat");
+        assert_eq!(a.intermittent.slashes, 0, "no stake, nothing to slash");
+        assert!(b.intermittent.slashes > 0);
+        plain += a.intermittent.cheating_profit();
+        slash_only += b.intermittent.cheating_profit();
+        covered += c.intermittent.cheating_profit();
+        wrong_plain += a.wrong_accepted;
+        wrong_covered += c.wrong_accepted;
+        slashes += c.intermittent.slashes;
+        checks += c.stake_checks;
+    }
+    eprintln!(
+        "cheaters' profit (value units of 10^9): plain {}, slashing only {}, slashing + cover {}; \
+         wrong accepted {wrong_plain} -> {wrong_covered}; {slashes} slashes, {checks} forced checks",
+        plain / 1_000_000_000,
+        slash_only / 1_000_000_000,
+        covered / 1_000_000_000
+    );
+    assert!(plain > 0, "plain adaptive trust pays the cheater");
+    assert!(slash_only > 0, "a small stake alone does not deter");
+    assert!(
+        covered < 0,
+        "stake-backed trust makes cheating a loss: {covered}"
+    );
+    assert!(slashes > 10 && checks > 100);
+    assert!(wrong_covered * 2 < wrong_plain);
+}
+
+/// What stake-backed trust costs honest nodes: forced checks, so more replicas
+/// per unit the smaller their cover; no node without stake is trusted alone.
+#[test]
+fn stake_backed_trust_costs_honest_nodes_replicas_not_stake() {
+    let run = |stake_units: u128, on: bool| {
+        let r = sim::run(sim::stake_scenario(
+            7,
+            20,
+            0,
+            0,
+            6_000,
+            2,
+            stake_units,
+            on,
+            2,
+        ))
+        .expect("simulation");
+        sane(&r);
+        assert_eq!(r.honest.slashes, 0);
+        assert_eq!(r.honest.slashed, 0);
+        r
+    };
+    let plain = run(0, false);
+    let none = run(0, true);
+    let small = run(200, true);
+    let large = run(20_000, true);
+    eprintln!(
+        "overhead: plain {:.3}, no stake {:.3}, cover 10 units {:.3}, cover 1,000 units {:.3}",
+        plain.overhead(),
+        none.overhead(),
+        small.overhead(),
+        large.overhead()
+    );
+    // Without stake nothing is trusted alone: full replication (quorum 2).
+    assert_eq!(none.basis.1, 0);
+    assert!(none.overhead() > 0.95);
+    // A cover of 10 units forces a check at least every 10 trusted units.
+    assert!(small.overhead() > plain.overhead());
+    assert!(small.overhead() < 0.2 + plain.overhead());
+    // A large cover costs (almost) nothing over plain adaptive trust.
+    assert!(large.overhead() < plain.overhead() + 0.02);
+    assert!(large.stake_checks < small.stake_checks);
+}

@@ -52,6 +52,10 @@ struct Scenario {
     cheat_rate: Option<f64>,
     /// The adversaries start one after the other, after the honest nodes.
     start_together: bool,
+    /// Staking on: every node is backed by this many units' worth of stake
+    /// (a unit's value: its fuel limit at [`PRICE`]), delegated by the
+    /// requester; proven faults are slashed and trust is stake-backed.
+    stake_units: Option<u128>,
 }
 
 fn behaviour(b: &str) -> Vec<String> {
@@ -83,6 +87,7 @@ impl Scenario {
             colluding: None,
             cheat_rate: None,
             start_together: false,
+            stake_units: None,
         }
     }
 
@@ -151,6 +156,10 @@ struct Outcome {
     fp: Option<f64>,
     /// Sybil: the swarm's epoch rewards vs the mean honest node's.
     swarm_vs_honest: Option<(u128, u128)>,
+    /// Replicas handed out, all nodes.
+    assigned: u64,
+    /// Intermittent cheaters: what cheating paid and cost.
+    stake: Option<StakeOutcome>,
 }
 
 fn share(a: u128, b: u128) -> String {
@@ -179,6 +188,10 @@ fn run(s: &Scenario, honest: usize, units: usize, epoch_ms: u64) -> Outcome {
         &fund,
     ]
     .map(String::from);
+    let mut gw_args = gw_args.to_vec();
+    if s.stake_units.is_some() {
+        gw_args.extend(["--staking-share-bps".to_string(), "1000".to_string()]);
+    }
     let (gw, url) = start_gateway(&bin, &dir.path().join("gw"), &gw_args);
     let mut procs: Vec<Kill> = vec![];
     let mut honest_dids = vec![];
@@ -228,6 +241,34 @@ fn run(s: &Scenario, honest: usize, units: usize, epoch_ms: u64) -> Outcome {
     }
     let client = Client::new(&url).expect("client");
     wait_nodes(&client, honest + a.count);
+    if let Some(units) = s.stake_units {
+        // The requester backs every node (honest and adversarial alike).
+        let key_path = dir.path().join("requester.key");
+        requester.save_new(&key_path).expect("save key");
+        let amount = (units * UNIT_VALUE).to_string();
+        for d in honest_dids.iter().chain(adv_dids.iter()) {
+            let out = std::process::Command::new(&bin)
+                .args([
+                    "stake",
+                    "delegate",
+                    "--to",
+                    &d.to_string(),
+                    &amount,
+                    "--key",
+                ])
+                .arg(&key_path)
+                .args(["--gateway", &url, "--json"])
+                .output()
+                .expect("lode stake delegate");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // The covers are computed after the next sealed block.
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     let key = &requester.keypair;
     let wasm = std::fs::read(root().join("examples/jobs/wasm/sha256.wasm")).expect("sha256.wasm");
@@ -267,6 +308,10 @@ fn run(s: &Scenario, honest: usize, units: usize, epoch_ms: u64) -> Outcome {
             }
         }
     }
+    for n in nodes["nodes"].as_array().into_iter().flatten() {
+        o.assigned += n["assigned"].as_u64().unwrap_or(0);
+    }
+    let (mut adv_wrong_fuel, mut adv_fuel) = (0u128, 0u128);
     for (r, input) in results.iter().zip(&ins) {
         if r.status != "verified" {
             continue;
@@ -280,6 +325,12 @@ fn run(s: &Scenario, honest: usize, units: usize, epoch_ms: u64) -> Outcome {
         }
         for c in &r.credited {
             let d: Did = c.parse().expect("did");
+            if adv_dids.contains(&d) {
+                adv_fuel += fuel;
+                if !right {
+                    adv_wrong_fuel += fuel;
+                }
+            }
             if right {
                 o.all_real += fuel;
                 if adv_dids.contains(&d) {
@@ -340,7 +391,29 @@ fn run(s: &Scenario, honest: usize, units: usize, epoch_ms: u64) -> Outcome {
     if a.one_ip {
         o.swarm_vs_honest = Some((o.adv_rewards, honest_rewards / honest.max(1) as u128));
     }
+    if s.cheat_rate.is_some() {
+        // What cheating paid: the fees of wrong results credited to the
+        // adversaries plus their rewards' share for that fuel; what it cost:
+        // the stake slashed behind them (honest nodes': must be 0).
+        let paid_wrong = adv_wrong_fuel * PRICE + o.adv_rewards * adv_wrong_fuel / adv_fuel.max(1);
+        let slashed = |d: &Did| st.stake_target(d).map_or(0, |t| t.slashed_total);
+        o.stake = Some(StakeOutcome {
+            paid_wrong,
+            slashed: adv_dids.iter().map(slashed).sum(),
+            honest_slashed: honest_dids.iter().map(slashed).sum(),
+        });
+    }
     o
+}
+
+/// Value of one unit of the bench jobs (fuel limit × price), base units.
+const UNIT_VALUE: u128 = 50_000_000 * PRICE;
+
+#[derive(Default, Debug)]
+struct StakeOutcome {
+    paid_wrong: u128,
+    slashed: u128,
+    honest_slashed: u128,
 }
 
 fn main() {
@@ -367,6 +440,24 @@ fn main() {
             cheat_rate: Some(0.1),
             ..Scenario::new(
                 "intermittent wrong (10% of units), adaptive trust",
+                two("wrong-output:100"),
+            )
+            .adaptive()
+        },
+        Scenario {
+            cheat_rate: Some(0.1),
+            stake_units: Some(20),
+            ..Scenario::new(
+                "intermittent wrong (10% of units), adaptive trust, staked (20 units each)",
+                two("wrong-output:100"),
+            )
+            .adaptive()
+        },
+        Scenario {
+            cheat_rate: Some(0.1),
+            stake_units: Some(1_000),
+            ..Scenario::new(
+                "intermittent wrong (10% of units), adaptive trust, staked (1,000 units each)",
                 two("wrong-output:100"),
             )
             .adaptive()
@@ -423,8 +514,22 @@ fn main() {
         "| scenario | adversaries | q / M / trust | wrong accepted | rate | bound | failed | adv. fee share | adv. reward share | adv. share of real work | fees for wrong results | flags on adversaries |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut staking = vec![];
     for s in scenarios.iter().filter(|s| s.name.contains(&only)) {
         let o = run(s, honest, units, epoch_ms);
+        if let Some(st) = &o.stake {
+            staking.push(format!(
+                "| {} | {} | {} | {} | {:+.2} | {} | {:.3} |",
+                s.name,
+                s.stake_units
+                    .map_or("none".into(), |u| format!("{u} units")),
+                st.paid_wrong,
+                st.slashed,
+                (st.paid_wrong as f64 - st.slashed as f64) / UNIT_VALUE as f64,
+                st.honest_slashed,
+                o.assigned as f64 / o.units as f64 - 1.0,
+            ));
+        }
         let mut flags = o.flags.clone();
         flags.sort();
         flags.dedup_by(|a, b| a == b);
@@ -467,6 +572,20 @@ fn main() {
                 swarm,
                 swarm as f64 / one.max(1) as f64
             );
+        }
+    }
+    if !staking.is_empty() {
+        println!();
+        println!(
+            "Intermittent cheaters: paid for wrong results (fees + their reward share for that fuel) vs stake slashed, base units; profit in units of value (fuel limit × price); overhead = replicas per unit − 1, all nodes."
+        );
+        println!();
+        println!(
+            "| scenario | stake per node | paid for wrong results | slashed | cheaters' profit (units) | honest nodes slashed | overhead |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for row in staking {
+            println!("{row}");
         }
     }
 }

@@ -65,6 +65,12 @@ pub struct GatewayArgs {
     /// is flagged `ImpossibleClaim`, down-weighted, and scheduled at this speed.
     #[arg(long, default_value_t = lode_sched::FlagRules::default().max_claimed_speed, value_name = "FUEL_PER_S")]
     pub max_claimed_speed: u64,
+    /// Stake-backed trust on chains with staking: a trusted node's result is
+    /// accepted alone only while what it was paid for unverified results since
+    /// its last check stays within its slashable stake divided by this
+    /// (0: off, plain adaptive trust).
+    #[arg(long, default_value_t = lode_gateway::CoreConfig::default().stake_trust_multiple, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub stake_trust_multiple: u32,
     /// Time between handing out a unit and its result that is never counted
     /// against a node's claimed speed (queueing and round trips), in ms. A node
     /// is flagged `SlowerThanClaimed` when most results take longer than this
@@ -237,6 +243,7 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode> {
     cfg.core.loopback_distinct = !args.group_loopback;
     cfg.core.sybil_policy = args.sybil_policy;
     cfg.core.region_spread_permille = args.region_spread_permille;
+    cfg.core.stake_trust_multiple = args.stake_trust_multiple;
     cfg.sched.flags.max_claimed_speed = args.max_claimed_speed;
     cfg.sched.flags.slow_grace_ms = args.slow_grace_ms;
     cfg.core.module_quota_bytes = args.module_quota_mib.saturating_mul(1 << 20);

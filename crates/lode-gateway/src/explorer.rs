@@ -298,7 +298,8 @@ fn entry_amounts(e: &Entry) -> (Option<Amount>, Option<u64>) {
         | Entry::StorageShare(_)
         | Entry::SetCommission(_)
         | Entry::Vote(_)
-        | Entry::Slash(_) => (None, None),
+        | Entry::Slash(_)
+        | Entry::Unjail(_) => (None, None),
     }
 }
 

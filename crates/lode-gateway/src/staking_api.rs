@@ -104,6 +104,7 @@ async fn overview(State(app): State<App>) -> Result<Response, ApiError> {
                 "power": t.power.to_string(),
                 "commission_bps": t.commission_bps,
                 "jailed": t.jailed,
+                "jailed_epoch": st.jailed_epoch(d),
                 "tombstoned": t.tombstoned,
                 "slashed_total": t.slashed_total.to_string(),
                 "rewards_total": t.rewards_total.to_string(),
@@ -190,6 +191,9 @@ async fn account(State(app): State<App>, Path(did): Path<String>) -> Result<Resp
             "power": t.power.to_string(),
             "commission_bps": t.commission_bps,
             "jailed": t.jailed,
+            "jailed_epoch": st.jailed_epoch(&did),
+            "unjail_from_epoch": st.jailed_epoch(&did).map(lode_ledger::State::unjail_from),
+            "tombstoned": t.tombstoned,
             "rewards_total": t.rewards_total.to_string(),
             "slashed_total": t.slashed_total.to_string(),
         })

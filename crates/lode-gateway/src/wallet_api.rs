@@ -4,7 +4,7 @@
 //!
 //! * `POST /v1/entries` — a signed `Withdraw`, `Transfer` or `RegisterNode`
 //!   ledger entry, or a staking / governance one (`Bond`, `Delegate`, `Unbond`,
-//!   `SetCommission`, `Propose`, `Vote`; see `staking_api.rs` for the reads) (the JSON `lode wallet withdraw --json` prints; browser nodes
+//!   `SetCommission`, `Propose`, `Vote`, `Unjail`; see `staking_api.rs` for the reads) (the JSON `lode wallet withdraw --json` prints; browser nodes
 //!   register themselves this way). Checked at once (kind, payout
 //!   address, then signature, chain, nonce and balance by the ledger, which
 //!   changes nothing on error), then the block holding it is sealed (fsync)
@@ -30,10 +30,11 @@ use axum::routing::{get, post};
 use lode_ledger::entry::decode_payload;
 use lode_ledger::{
     Bond, ClaimProof, Delegate, Entry, EntryError, EventKind, LedgerError, Propose, RegisterNode,
-    SetCommission, StandardMerkleTree, Transfer, Unbond, Vote, Withdraw,
+    SetCommission, StandardMerkleTree, Transfer, Unbond, Unjail, Vote, Withdraw,
 };
-use lode_proto::{Did, EvmAddress, Hash32};
-use serde::Deserialize;
+use lode_proto::{Did, Envelope, EvmAddress, Hash32, Message};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -151,6 +152,13 @@ fn proof_for(
     })
 }
 
+fn malformed(kind: &str, e: lode_proto::CanonicalError) -> ApiError {
+    ApiError::bad_request(
+        "malformed_entry",
+        format!("the {kind} envelope does not decode: {e}"),
+    )
+}
+
 /// What a submitted account entry is.
 #[derive(Debug, Clone)]
 struct EntryInfo {
@@ -164,24 +172,26 @@ struct EntryInfo {
 }
 
 impl EntryInfo {
-    fn plain(kind: &'static str, signer: Did, nonce: u64, amount: u128, to: String) -> EntryInfo {
-        EntryInfo {
+    /// A staking or governance entry decoded as `T`; `f` gives its amount and
+    /// what it is about.
+    fn signed<T: Message + Serialize + DeserializeOwned>(
+        env: &Envelope,
+        kind: &'static str,
+        f: impl FnOnce(&T) -> (u128, String),
+    ) -> Result<EntryInfo, ApiError> {
+        let p = decode_payload::<T>(env).map_err(|e| malformed(kind, e))?;
+        let (amount, to) = f(&p.message);
+        Ok(EntryInfo {
             kind,
-            signer,
-            nonce,
+            signer: env.signer,
+            nonce: p.nonce,
             amount,
             to,
             withdraw_to: None,
-        }
+        })
     }
 
     fn of(entry: &Entry) -> Result<EntryInfo, ApiError> {
-        let malformed = |kind: &str, e: lode_proto::CanonicalError| {
-            ApiError::bad_request(
-                "malformed_entry",
-                format!("the {kind} envelope does not decode: {e}"),
-            )
-        };
         match entry {
             Entry::Withdraw(env) => {
                 let p = decode_payload::<Withdraw>(env).map_err(|e| malformed("withdraw", e))?;
@@ -195,95 +205,38 @@ impl EntryInfo {
                 })
             }
             Entry::Transfer(env) => {
-                let p = decode_payload::<Transfer>(env).map_err(|e| malformed("transfer", e))?;
-                Ok(EntryInfo {
-                    kind: "transfer",
-                    signer: env.signer,
-                    nonce: p.nonce,
-                    amount: p.message.amount,
-                    to: p.message.to.to_string(),
-                    withdraw_to: None,
-                })
+                Self::signed::<Transfer>(env, "transfer", |m| (m.amount, m.to.to_string()))
             }
-            Entry::RegisterNode(env) => {
-                let p = decode_payload::<RegisterNode>(env)
-                    .map_err(|e| malformed("register_node", e))?;
-                Ok(EntryInfo {
-                    kind: "register_node",
-                    signer: env.signer,
-                    nonce: p.nonce,
-                    amount: 0,
-                    to: p.message.payout.to_checksummed(),
-                    withdraw_to: None,
-                })
-            }
+            Entry::RegisterNode(env) => Self::signed::<RegisterNode>(env, "register_node", |m| {
+                (0, m.payout.to_checksummed())
+            }),
             Entry::Bond(env) => {
-                let p = decode_payload::<Bond>(env).map_err(|e| malformed("bond", e))?;
-                Ok(EntryInfo::plain(
-                    "bond",
-                    env.signer,
-                    p.nonce,
-                    p.message.amount,
-                    env.signer.to_string(),
-                ))
+                Self::signed::<Bond>(env, "bond", |m| (m.amount, env.signer.to_string()))
             }
             Entry::Delegate(env) => {
-                let p = decode_payload::<Delegate>(env).map_err(|e| malformed("delegate", e))?;
-                Ok(EntryInfo::plain(
-                    "delegate",
-                    env.signer,
-                    p.nonce,
-                    p.message.amount,
-                    p.message.to.to_string(),
-                ))
+                Self::signed::<Delegate>(env, "delegate", |m| (m.amount, m.to.to_string()))
             }
             Entry::Unbond(env) => {
-                let p = decode_payload::<Unbond>(env).map_err(|e| malformed("unbond", e))?;
-                Ok(EntryInfo::plain(
-                    "unbond",
-                    env.signer,
-                    p.nonce,
-                    p.message.amount,
-                    p.message.from.to_string(),
-                ))
+                Self::signed::<Unbond>(env, "unbond", |m| (m.amount, m.from.to_string()))
             }
             Entry::SetCommission(env) => {
-                let p = decode_payload::<SetCommission>(env)
-                    .map_err(|e| malformed("set_commission", e))?;
-                Ok(EntryInfo::plain(
-                    "set_commission",
-                    env.signer,
-                    p.nonce,
-                    0,
-                    p.message.target.to_string(),
-                ))
+                Self::signed::<SetCommission>(env, "set_commission", |m| (0, m.target.to_string()))
             }
-            Entry::Propose(env) => {
-                let p = decode_payload::<Propose>(env).map_err(|e| malformed("propose", e))?;
-                let next = serde_json::to_string(&p.message.change).unwrap_or_default();
-                Ok(EntryInfo::plain(
-                    "propose",
-                    env.signer,
-                    p.nonce,
-                    p.message.deposit,
-                    next,
-                ))
-            }
+            Entry::Propose(env) => Self::signed::<Propose>(env, "propose", |m| {
+                let change = serde_json::to_string(&m.change).unwrap_or_default();
+                (m.deposit, change)
+            }),
             Entry::Vote(env) => {
-                let p = decode_payload::<Vote>(env).map_err(|e| malformed("vote", e))?;
-                Ok(EntryInfo::plain(
-                    "vote",
-                    env.signer,
-                    p.nonce,
-                    0,
-                    format!("proposal {}", p.message.proposal),
-                ))
+                Self::signed::<Vote>(env, "vote", |m| (0, format!("proposal {}", m.proposal)))
+            }
+            Entry::Unjail(env) => {
+                Self::signed::<Unjail>(env, "unjail", |_| (0, env.signer.to_string()))
             }
             other => Err(ApiError::bad_request(
                 "not_account_entry",
                 format!(
                     "{} entries are not accepted here: POST /v1/entries takes signed withdraw, transfer, register_node, \
-                     bond, delegate, unbond, set_commission, propose and vote entries (escrows come with POST /v1/jobs)",
+                     bond, delegate, unbond, set_commission, propose, vote and unjail entries (escrows come with POST /v1/jobs)",
                     other.kind_name()
                 ),
             )),
@@ -358,6 +311,14 @@ fn entry_error(e: LedgerError, info: &EntryInfo) -> ApiError {
         }
         LedgerError::Entry(e @ E::NotTargetOperator { .. }) => {
             ApiError::unauthorized("not_target_operator", e.to_string())
+        }
+        LedgerError::Entry(e @ E::NotStakeTarget(_)) => {
+            ApiError::bad_request("not_stake_target", e.to_string())
+        }
+        LedgerError::Entry(e @ E::NotJailed(_)) => ApiError::conflict("not_jailed", e.to_string()),
+        LedgerError::Entry(e @ E::Tombstoned(_)) => ApiError::conflict("tombstoned", e.to_string()),
+        LedgerError::Entry(e @ E::StillJailed { .. }) => {
+            ApiError::conflict("still_jailed", e.to_string())
         }
         LedgerError::Entry(e @ E::DepositTooLow { .. }) => {
             ApiError::bad_request("deposit_too_low", e.to_string())
@@ -491,6 +452,7 @@ fn locate(core: &Core, did: &Did, nonce: u64) -> Result<Option<(u64, EntryInfo)>
                 | EventKind::CommissionSet { .. }
                 | EventKind::ProposalSubmitted { .. }
                 | EventKind::Voted { .. }
+                | EventKind::Unjailed { .. }
         ) || !seen.insert((ev.height, ev.index))
         {
             continue;

@@ -302,6 +302,19 @@ impl Message for SetCommission {
     const KIND: &'static str = "lode/ledger/set-commission/v1";
 }
 
+/// Puts the signer, a jailed stake target (validator candidate or node), back
+/// in play: it may re-enter the validator set at the next epoch boundary and
+/// earn staking rewards again. Allowed from the epoch after the one it was
+/// jailed in; never after a double sign (tombstoned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unjail {
+    pub chain: Hash32,
+}
+
+impl Message for Unjail {
+    const KIND: &'static str = "lode/ledger/unjail/v1";
+}
+
 /// A governable parameter change, or a treasury spend. Only these (a typed
 /// whitelist); variants are only ever appended. `None` for a gateway knob
 /// means "the gateway's own configuration applies".
@@ -541,6 +554,11 @@ impl SignedEntry for Vote {
         Entry::Vote(envelope)
     }
 }
+impl SignedEntry for Unjail {
+    fn wrap(envelope: Envelope) -> Entry {
+        Entry::Unjail(envelope)
+    }
+}
 
 // ---------------------------------------------------------------------------
 // Validator-authored entries.
@@ -712,6 +730,8 @@ pub enum Entry {
     Propose(Envelope),
     Vote(Envelope),
     Slash(Slash),
+    /// A jailed stake target back in play (signed [`Unjail`]).
+    Unjail(Envelope),
 }
 
 impl Entry {
@@ -750,6 +770,7 @@ impl Entry {
             Entry::Propose(_) => "propose",
             Entry::Vote(_) => "vote",
             Entry::Slash(_) => "slash",
+            Entry::Unjail(_) => "unjail",
         }
     }
 
@@ -766,7 +787,8 @@ impl Entry {
             | Entry::Unbond(e)
             | Entry::SetCommission(e)
             | Entry::Propose(e)
-            | Entry::Vote(e) => Some(e),
+            | Entry::Vote(e)
+            | Entry::Unjail(e) => Some(e),
             _ => None,
         }
     }
@@ -786,6 +808,7 @@ impl Entry {
             Entry::SetCommission(e) => sig_ok::<SetCommission>(e),
             Entry::Propose(e) => sig_ok::<Propose>(e),
             Entry::Vote(e) => sig_ok::<Vote>(e),
+            Entry::Unjail(e) => sig_ok::<Unjail>(e),
             _ => true,
         }
     }
@@ -827,6 +850,7 @@ impl Entry {
             Entry::Propose(e) => signed::<Propose>(e),
             Entry::Vote(e) => signed::<Vote>(e),
             Entry::Slash(s) => serde_json::to_value(s).unwrap_or_default(),
+            Entry::Unjail(e) => signed::<Unjail>(e),
         };
         json!({ "kind": self.kind_name(), "entry": body })
     }

@@ -123,6 +123,21 @@ pub enum EntryError {
     SlashFraction { bps: u32, max: u32 },
     #[error("slash evidence does not prove the fault: {0}")]
     BadEvidence(String),
+    #[error("{0} is not a stake target: nothing was ever bonded behind it, so it was never jailed")]
+    NotStakeTarget(Did),
+    #[error("{0} is not jailed")]
+    NotJailed(Did),
+    #[error("{0} was slashed for double signing (tombstoned) and can never be unjailed")]
+    Tombstoned(Did),
+    #[error(
+        "{target} was jailed in epoch {jailed_epoch}; it may unjail from epoch {unjail_from} on (now {epoch})"
+    )]
+    StillJailed {
+        target: Did,
+        jailed_epoch: u64,
+        unjail_from: u64,
+        epoch: u64,
+    },
     #[error("internal inconsistency: {0}")]
     Internal(&'static str),
 }

@@ -37,7 +37,7 @@ pub use entry::{
     AdjustNode, Bond, ContributionKind, Delegate, Entry, EpochClose, JobEscrow, JobId, ParamChange,
     Payout, Penalty, PenaltyReason, Propose, RegisterNode, ResultClaim, SetCommission, Settlement,
     SignedEntry, Slash, SlashEvidence, SlashReason, StorageContract, StorageShare, Transfer,
-    Unbond, Vote, VoteOption, Withdraw, WorkReceipt,
+    Unbond, Unjail, Vote, VoteOption, Withdraw, WorkReceipt,
 };
 pub use error::{BlockError, EntryError};
 pub use genesis::{

@@ -359,6 +359,11 @@ pub enum EventKind {
         #[serde(with = "serde_amount")]
         amount: Amount,
     },
+    /// This stake target (jailed) was put back in play in `epoch`: it may
+    /// re-enter the validator set at the next epoch boundary.
+    Unjailed {
+        epoch: u64,
+    },
 }
 
 impl EventKind {
@@ -476,7 +481,7 @@ pub struct EntryCtx {
 #[derive(Debug, Clone)]
 pub struct Mark {
     maps: [usize; 11],
-    staking: [usize; 6],
+    staking: [usize; 7],
     totals: Totals,
     events: usize,
 }
@@ -1572,6 +1577,7 @@ impl State {
             Entry::Propose(e) => self.apply_propose(e, ctx),
             Entry::Vote(e) => self.apply_vote(e, ctx),
             Entry::Slash(s) => self.apply_slash(s, ctx),
+            Entry::Unjail(e) => self.apply_unjail(e, ctx),
         };
         if r.is_err() {
             self.rollback(&mark);
@@ -2184,28 +2190,13 @@ impl State {
         let (version, _) = postcard::take_from_bytes::<u32>(bytes).map_err(decode)?;
         let s: SnapshotOwned = match version {
             SNAPSHOT_VERSION => {
-                let s: SnapshotOwnedV3 = postcard::from_bytes(bytes).map_err(decode)?;
-                let genesis: Genesis = lode_proto::canonical::decode(&s.genesis)
-                    .map_err(|e| SnapshotError::Decode(e.to_string()))?;
-                SnapshotOwned {
-                    genesis,
-                    chain_id: s.chain_id,
-                    head_hash: s.head_hash,
-                    totals: s.totals,
-                    accounts: s.accounts,
-                    nodes: s.nodes,
-                    jobs: s.jobs,
-                    credited: s.credited,
-                    owed: s.owed,
-                    work: s.work,
-                    claims: s.claims,
-                    allocations: s.allocations,
-                    epochs: s.epochs,
-                    report_credits: s.report_credits,
-                    models: s.models,
-                    staking: s.staking,
-                }
+                postcard::from_bytes::<SnapshotOwnedV3<staking::StakingMaps>>(bytes)
+                    .map_err(decode)?
+                    .owned()?
             }
+            3 => postcard::from_bytes::<SnapshotOwnedV3<staking::StakingMapsV3>>(bytes)
+                .map_err(decode)?
+                .owned()?,
             2 => postcard::from_bytes::<SnapshotOwnedV2>(bytes)
                 .map_err(decode)?
                 .into(),
@@ -2243,9 +2234,10 @@ impl State {
 
 /// 2: report credits and published models. 3: the genesis as its canonical
 /// bytes (its binary form ends with optional sections, so it must be the last
-/// value of what holds it) and the staking/governance maps. Version 2
-/// snapshots are still read.
-const SNAPSHOT_VERSION: u32 = 3;
+/// value of what holds it) and the staking/governance maps. 4: the epochs
+/// jailed targets were jailed in (`jailed_epochs`). Versions 2 and 3 are
+/// still read.
+const SNAPSHOT_VERSION: u32 = 4;
 
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
@@ -2287,8 +2279,9 @@ struct SnapshotOwned {
     staking: staking::StakingMaps,
 }
 
+/// A version 3 or 4 snapshot; `S` is the staking maps of that version.
 #[derive(Deserialize)]
-struct SnapshotOwnedV3 {
+struct SnapshotOwnedV3<S> {
     _version: u32,
     genesis: Vec<u8>,
     chain_id: Hash32,
@@ -2305,7 +2298,32 @@ struct SnapshotOwnedV3 {
     epochs: TrackedMap<u64, EpochRecord>,
     report_credits: TrackedMap<(Hash32, [u8; 32]), u64>,
     models: TrackedMap<String, models::ModelRecord>,
-    staking: staking::StakingMaps,
+    staking: S,
+}
+
+impl<S: Into<staking::StakingMaps>> SnapshotOwnedV3<S> {
+    fn owned(self) -> Result<SnapshotOwned, SnapshotError> {
+        let genesis: Genesis = lode_proto::canonical::decode(&self.genesis)
+            .map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        Ok(SnapshotOwned {
+            genesis,
+            chain_id: self.chain_id,
+            head_hash: self.head_hash,
+            totals: self.totals,
+            accounts: self.accounts,
+            nodes: self.nodes,
+            jobs: self.jobs,
+            credited: self.credited,
+            owed: self.owed,
+            work: self.work,
+            claims: self.claims,
+            allocations: self.allocations,
+            epochs: self.epochs,
+            report_credits: self.report_credits,
+            models: self.models,
+            staking: self.staking.into(),
+        })
+    }
 }
 
 /// A version 2 snapshot (before staking): the genesis inline, in its legacy form.
@@ -2390,7 +2408,7 @@ mod snapshot_tests {
     }
 
     #[test]
-    fn version_2_snapshots_still_load() {
+    fn version_2_and_3_snapshots_still_load() {
         let k = lode_proto::Keypair::from_secret_bytes(&[9; 32]);
         let (p, _) = crate::Producer::genesis(&Genesis::default_genesis(), k).unwrap();
         let s = p.state();
@@ -2416,7 +2434,16 @@ mod snapshot_tests {
         let back = State::from_snapshot(&v2).unwrap();
         assert_eq!(back.state_root(), s.state_root());
         assert_eq!(back.genesis(), s.genesis());
-        let v3 = State::from_snapshot(&s.to_snapshot().unwrap()).unwrap();
+        let now = s.to_snapshot().unwrap();
+        let v4 = State::from_snapshot(&now).unwrap();
+        assert_eq!(v4.state_root(), s.state_root());
+        // Version 3: the same layout without the trailing (here empty, one
+        // zero byte) `jailed_epochs` map.
+        assert_eq!((now[0], now.last()), (4, Some(&0)));
+        let mut v3 = now.clone();
+        v3[0] = 3;
+        v3.pop();
+        let v3 = State::from_snapshot(&v3).unwrap();
         assert_eq!(v3.state_root(), s.state_root());
         assert_eq!(
             State::from_snapshot(&postcard::to_allocvec(&1u32).unwrap()).unwrap_err(),

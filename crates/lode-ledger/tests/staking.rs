@@ -294,6 +294,8 @@ fn no_staking_section_means_no_staking() {
     fund(&mut p, kp(10).did(), ONE_TOKEN);
     let e = bond(&p, &kp(10), 1);
     assert_eq!(entry_err(&mut p, e), EntryError::StakingDisabled);
+    let e = unjail(&p, &validator());
+    assert_eq!(entry_err(&mut p, e), EntryError::StakingDisabled);
     assert_eq!(p.state().params().staking_share_bps, 0);
     assert!(p.state().validator_set().is_empty());
 }
@@ -481,6 +483,8 @@ enum Op {
     Transfer(u8, u8, u128),
     Work(u64),
     Slash(u32),
+    Downtime(u64),
+    Unjail(u8),
     Propose(u8, u128, bool),
     Vote(u8, u64, u8),
     Seal(u64),
@@ -499,6 +503,8 @@ fn op() -> impl Strategy<Value = Op> {
         (0u8..3, 0u8..3, amt).prop_map(|(a, b, x)| Op::Transfer(a, b, x)),
         (1u64..1_000).prop_map(Op::Work),
         (1u32..600).prop_map(Op::Slash),
+        (0u64..3).prop_map(Op::Downtime),
+        (0u8..3).prop_map(Op::Unjail),
         (0u8..3, 0u128..200, any::<bool>()).prop_map(|(a, x, spend)| Op::Propose(a, x, spend)),
         (0u8..3, 0u64..4, 0u8..4).prop_map(|(a, id, o)| Op::Vote(a, id, o)),
         (1u64..2_500).prop_map(Op::Seal),
@@ -509,7 +515,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     /// Total supply is constant and every invariant holds through any mix of
-    /// bond, delegate, unbond, transfers, rewards, slashes, proposals (deposits,
+    /// bond, delegate, unbond, transfers, rewards, slashes (double sign and
+    /// downtime), unjails, proposals (deposits,
     /// vetoes, treasury spends), votes and epoch closes;
     /// rejected entries change nothing; the chain replays to the same root.
     #[test]
@@ -540,6 +547,8 @@ proptest! {
                     reason: SlashReason::DoubleSign,
                     evidence: double_sign(&validator(), 7),
                 })),
+                Op::Downtime(epoch) => Some(downtime(epoch)),
+                Op::Unjail(a) => Some(unjail(&w.p, &accts[a as usize])),
                 Op::Propose(a, x, spend) => {
                     // Treasury spends (paid only if the treasury holds enough)
                     // or a staking-share change; deposits around the minimum.
@@ -675,6 +684,15 @@ fn staking_entries_round_trip_and_show() {
     let bytes = lode_proto::canonical::encode(&s).unwrap();
     assert_eq!(lode_proto::canonical::decode::<Entry>(&bytes).unwrap(), s);
     assert_eq!(s.to_view()["kind"], "slash");
+    // Unjail is the last entry variant (tag 21: tags are wire format).
+    let u = unjail(&p, &validator());
+    let bytes = lode_proto::canonical::encode(&u).unwrap();
+    assert_eq!(bytes[0], 21);
+    assert_eq!(lode_proto::canonical::decode::<Entry>(&bytes).unwrap(), u);
+    let json = serde_json::to_string(&u).unwrap();
+    assert!(json.starts_with(r#"{"unjail":"#), "{json}");
+    assert!(u.signature_valid());
+    assert_eq!(u.to_view()["kind"], "unjail");
 }
 
 #[test]
@@ -720,4 +738,135 @@ fn downtime_evidence_must_be_a_closed_epoch_below_half() {
     assert_eq!(st.delegation(&v, &v), 20_001 - 2, "1 bps, floored");
     assert!(st.stake_target(&v).unwrap().jailed);
     assert!(!st.stake_target(&v).unwrap().tombstoned);
+}
+
+fn unjail(p: &Producer, k: &Keypair) -> Entry {
+    let chain = p.state().chain_id();
+    sign(p, k, &Unjail { chain })
+}
+
+/// A Downtime slash of the genesis validator for (closed) epoch `epoch`.
+fn downtime(epoch: u64) -> Entry {
+    Entry::Slash(Slash {
+        who: validator().did(),
+        fraction_bps: 1,
+        reason: SlashReason::Downtime,
+        evidence: SlashEvidence::Downtime {
+            epoch,
+            signed: 4,
+            expected: 10,
+        },
+    })
+}
+
+#[test]
+fn a_jailed_target_unjails_from_the_next_epoch_unless_tombstoned() {
+    let mut w = world(0);
+    let (v, a, b) = (validator().did(), w.a.did(), w.b.did());
+    let e = bond(&w.p, &validator(), 20_001);
+    w.p.submit(e).unwrap();
+    let e = bond(&w.p, &w.a, 1_000 * ONE_TOKEN);
+    w.p.submit(e).unwrap();
+    let who = [v, a, b];
+    // Not a target, not jailed: refused, nothing changes.
+    let e = unjail(&w.p, &w.b);
+    assert_rejected(
+        &mut w.p,
+        e,
+        |e| matches!(e, EntryError::NotStakeTarget(d) if *d == kp(11).did()),
+        &who,
+    );
+    let e = unjail(&w.p, &validator());
+    assert_rejected(&mut w.p, e, |e| matches!(e, EntryError::NotJailed(_)), &who);
+    w.seal(T0 + EPOCH_MS);
+    assert_eq!(w.p.state().validator_set(), vec![a, v], "by power");
+
+    // Epoch 1: jailed for downtime in epoch 0, and `a` for a double sign.
+    w.p.submit(downtime(0)).unwrap();
+    let e = Entry::Slash(Slash {
+        who: a,
+        fraction_bps: 500,
+        reason: SlashReason::DoubleSign,
+        evidence: double_sign(&w.a, 3),
+    });
+    w.p.submit(e).unwrap();
+    let st = w.p.state();
+    assert!(st.stake_target(&v).unwrap().jailed);
+    assert_eq!(st.jailed_epoch(&v), Some(1));
+    assert!(st.next_validator_set().is_empty());
+    // Too early: the jailing epoch is not over.
+    let e = unjail(&w.p, &validator());
+    assert_rejected(
+        &mut w.p,
+        e,
+        |e| {
+            matches!(
+                e,
+                EntryError::StillJailed {
+                    jailed_epoch: 1,
+                    unjail_from: 2,
+                    epoch: 1,
+                    ..
+                }
+            )
+        },
+        &who,
+    );
+    assert!(w.p.state().stake_target(&v).unwrap().jailed);
+    w.seal(T0 + EPOCH_MS + 10);
+    w.seal(T0 + 2 * EPOCH_MS);
+    assert!(w.p.state().validator_set().is_empty());
+
+    // Epoch 2: a double sign never unjails; downtime does.
+    let e = unjail(&w.p, &w.a);
+    assert_rejected(
+        &mut w.p,
+        e,
+        |e| matches!(e, EntryError::Tombstoned(_)),
+        &who,
+    );
+    assert!(w.p.state().stake_target(&a).unwrap().jailed);
+    let nonce = w.p.state().next_nonce(&v);
+    let e = unjail(&w.p, &validator());
+    w.p.submit(e).unwrap();
+    let st = w.p.state();
+    assert!(!st.stake_target(&v).unwrap().jailed);
+    assert_eq!(st.jailed_epoch(&v), None);
+    assert_eq!(st.next_nonce(&v), nonce + 1);
+    assert_eq!(st.next_validator_set(), vec![v]);
+    assert!(
+        st.validator_set().is_empty(),
+        "back at the boundary, not before"
+    );
+    let e = unjail(&w.p, &validator());
+    assert_rejected(&mut w.p, e, |e| matches!(e, EntryError::NotJailed(_)), &who);
+    w.seal(T0 + 2 * EPOCH_MS + 10);
+    w.seal(T0 + 3 * EPOCH_MS);
+    assert_eq!(w.p.state().validator_set(), vec![v]);
+
+    // Replay gives the same root, and the history says so.
+    let s = replay(&w.blocks);
+    assert_eq!(s.state_root(), w.p.state().state_root());
+    let mut s = State::from_genesis_block(&w.blocks[0]).unwrap();
+    s.record_events(true);
+    for blk in &w.blocks[1..] {
+        s.apply_block(blk).unwrap();
+    }
+    let events = s.take_events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.account == v && e.kind == EventKind::Unjailed { epoch: 2 }),
+        "{events:?}"
+    );
+    // The jail epochs survive a snapshot.
+    let mut w2 = world(0);
+    let e = bond(&w2.p, &validator(), 20_001);
+    w2.p.submit(e).unwrap();
+    w2.seal(T0 + EPOCH_MS);
+    w2.p.submit(downtime(0)).unwrap();
+    w2.seal(T0 + EPOCH_MS + 10);
+    let snap = State::from_snapshot(&w2.p.state().to_snapshot().unwrap()).unwrap();
+    assert_eq!(snap.state_root(), w2.p.state().state_root());
+    assert_eq!(snap.jailed_epoch(&v), Some(1));
 }

@@ -152,7 +152,27 @@ pub enum JobSpecError {
     Invalid { field: &'static str, reason: String },
 }
 
+/// Which `[verification]` fields a spec's TOML sets itself; the others take
+/// defaults (a gateway's governed defaults, else [`VerificationSpec::default`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerificationSet {
+    pub quorum: bool,
+    pub max_replicas: bool,
+}
+
 impl JobSpec {
+    /// Which verification fields the spec `text` sets (nothing for text that
+    /// is not TOML: [`JobSpec::from_toml`] reports that).
+    pub fn verification_set(text: &str) -> VerificationSet {
+        let table: toml::Table = toml::from_str(text).unwrap_or_default();
+        let v = table.get("verification").and_then(toml::Value::as_table);
+        let has = |k: &str| v.is_some_and(|t| t.contains_key(k));
+        VerificationSet {
+            quorum: has("quorum"),
+            max_replicas: has("max_replicas"),
+        }
+    }
+
     /// Parses and validates a spec.
     pub fn from_toml(text: &str) -> Result<Self, JobSpecError> {
         let spec: JobSpec = toml::from_str(text).map_err(|e| JobSpecError::Toml(e.to_string()))?;
@@ -232,6 +252,27 @@ impl JobSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verification_set_tells_explicit_fields_from_defaults() {
+        let set = |t: &str| JobSpec::verification_set(t);
+        assert_eq!(set("name='x'"), VerificationSet::default());
+        assert_eq!(
+            set("[verification]\nquorum = 3\n"),
+            VerificationSet {
+                quorum: true,
+                max_replicas: false
+            }
+        );
+        assert_eq!(
+            set("[verification]\nmax_replicas = 4\nquorum = 1\n"),
+            VerificationSet {
+                quorum: true,
+                max_replicas: true
+            }
+        );
+        assert_eq!(set("not toml ["), VerificationSet::default());
+    }
 
     const FULL: &str = r#"
 name = "demo"

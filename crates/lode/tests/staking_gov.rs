@@ -1,12 +1,14 @@
 //! Staking and governance end to end, on real processes: a gateway whose
 //! genesis turns staking and governance on (short epochs), `lode stake` and
-//! `lode gov` against it, a parameter change voted through and used by the
-//! gateway at the epoch boundary without a restart, bad input refused with
-//! typed errors and no state change, and `lode ledger verify` at the end.
+//! `lode gov` against it, parameter changes voted through and used by the
+//! gateway at the epoch boundary without a restart (k, and the default quorum
+//! and replicas that `lode job submit` then uses), commission, bad input
+//! (unjail of a target that is not jailed included) refused with typed errors
+//! and no state change, and `lode ledger verify` at the end.
 
 mod common;
 
-use common::{Net, get, ledger_verify_ok, lode_run, new_key, post};
+use common::{Net, get, ledger_verify_ok, lode_run, new_key, post, repo_root};
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -66,6 +68,34 @@ fn snapshot(net: &Net, dids: &[String]) -> Value {
         v[d]["stake"].as_object_mut().map(|m| m.remove("epoch"));
     }
     v
+}
+
+/// Submits a one-unit job whose spec sets no verification (no node runs it:
+/// `--no-wait --force`) with `flags`; returns (its view, the CLI's stderr).
+fn submit_default_job(dir: &Path, req: &[&str], flags: &[&str]) -> (Value, String) {
+    let spec = dir.join("defaults.toml");
+    if !spec.exists() {
+        std::fs::copy(
+            repo_root().join("examples/jobs/wasm/sha256.wasm"),
+            dir.join("sha256.wasm"),
+        )
+        .expect("copy sha256.wasm");
+        std::fs::write(
+            &spec,
+            "name = 'governed defaults'\nmodule = 'sha256.wasm'\n[inputs]\nstdin = ['x']\n\
+             [limits]\nfuel = 1000000\nmemory_mb = 16\n[price]\nmax_per_fuel = 1\n",
+        )
+        .expect("write spec");
+    }
+    let spec = spec.to_str().expect("utf-8 path");
+    let args = with(
+        &with(&["job", "submit", spec, "--no-wait", "--force"], flags),
+        req,
+    );
+    let (ok, out, err) = lode_run(&args);
+    assert!(ok, "lode {args:?} failed:\n{out}\n{err}");
+    let v = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    (v, err)
 }
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -142,6 +172,17 @@ fn stake_delegate_vote_a_parameter_through_and_verify() {
         "{text}"
     );
 
+    // Commission: the target sets its own (the default target is the key's
+    // account); shown by the gateway.
+    let st = lode_json(&with(&["stake", "commission", "500"], &req));
+    assert_eq!(st["kind"], "set_commission");
+    assert_eq!(
+        get(&url, &format!("/v1/staking/{me}")).1["target"]["commission_bps"],
+        500
+    );
+    let (ok, text, err) = lode_run(&with(&["stake", "commission", "750"], &req[..4]));
+    assert!(ok && text.contains("7.50 %"), "{text}{err}");
+
     // Unbond part of the delegation: released at an epoch close shown.
     let st = lode_json(&with(&["stake", "unbond", "--from", &me, "40 LODE"], &del));
     assert_eq!(st["kind"], "unbond");
@@ -165,6 +206,18 @@ fn stake_delegate_vote_a_parameter_through_and_verify() {
         &with(&["gov", "vote", "99", "yes"], &req),
         "unknown_proposal",
     );
+    // Above the genesis maximum (2000 bps), someone else's target, and
+    // unjailing a target that is not jailed or no target at all.
+    lode_refused(
+        &with(&["stake", "commission", "2001"], &req),
+        "commission_too_high",
+    );
+    lode_refused(
+        &with(&["stake", "commission", "100", "--target", &me], &del),
+        "not_target_operator",
+    );
+    lode_refused(&with(&["stake", "unjail"], &req), "not_jailed");
+    lode_refused(&with(&["stake", "unjail"], &del), "not_stake_target");
     lode_refused(
         &with(
             &[
@@ -234,26 +287,45 @@ fn stake_delegate_vote_a_parameter_through_and_verify() {
     assert_eq!(s, 400);
     assert_eq!(snapshot(&net, &[me.clone(), them.clone()]), before);
 
-    // Propose k = 2 and vote it through with the self-bond (the delegator's
-    // stake follows its target's vote).
-    let p = lode_json(&with(
-        &[
-            "gov",
-            "propose",
-            "--param",
-            "k_anonymity",
-            "--value",
-            "2",
-            "--deposit",
-            "10 LODE",
-            "--title",
-            "smaller k for the demo",
-        ],
-        &req,
-    ));
-    let id = p["proposal"].as_u64().expect("proposal id");
-    let v = lode_json(&with(&["gov", "vote", &id.to_string(), "yes"], &req));
-    assert_eq!(v["kind"], "vote");
+    // Without governed defaults a job without [verification] gets the
+    // built-in ones, and says so.
+    let (job, err) = submit_default_job(tmp.path(), &req, &[]);
+    assert_eq!(job["quorum"], 2, "{job}");
+    assert!(
+        err.contains("quorum 2 (built-in default), max_replicas 5 (built-in default)"),
+        "{err}"
+    );
+
+    // Propose k = 2, a default quorum of 3 and 4 default replicas, and vote
+    // them through with the self-bond (the delegator's stake follows its
+    // target's vote).
+    let mut ids = Vec::new();
+    for (param, value) in [
+        ("k_anonymity", "2"),
+        ("default_quorum", "3"),
+        ("default_replicas", "4"),
+    ] {
+        let p = lode_json(&with(
+            &[
+                "gov",
+                "propose",
+                "--param",
+                param,
+                "--value",
+                value,
+                "--deposit",
+                "10 LODE",
+                "--title",
+                "for the demo",
+            ],
+            &req,
+        ));
+        let id = p["proposal"].as_u64().expect("proposal id");
+        let v = lode_json(&with(&["gov", "vote", &id.to_string(), "yes"], &req));
+        assert_eq!(v["kind"], "vote");
+        ids.push(id);
+    }
+    let id = ids[0];
     let shown = lode_json(&with(&["gov", "show", &id.to_string()], &req));
     assert_eq!(shown["status"], "voting");
     assert_eq!(shown["tally_is_live"], true);
@@ -264,8 +336,9 @@ fn stake_delegate_vote_a_parameter_through_and_verify() {
 
     // The close of the voting period's last epoch tallies and executes it;
     // the gateway uses the new k from then on, without a restart.
-    wait_for("the proposal to pass", Duration::from_secs(30), || {
-        get(&url, &format!("/v1/gov/proposals/{id}")).1["status"] == "passed"
+    wait_for("the proposals to pass", Duration::from_secs(30), || {
+        ids.iter()
+            .all(|id| get(&url, &format!("/v1/gov/proposals/{id}")).1["status"] == "passed")
     });
     wait_for("the gateway to use k = 2", Duration::from_secs(10), || {
         get(&url, "/v1/data/stats").1["k"] == 2
@@ -280,6 +353,23 @@ fn stake_delegate_vote_a_parameter_through_and_verify() {
     let list = lode_json(&with(&["gov", "show"], &req));
     assert_eq!(list["proposals"][0]["status"], "passed");
     assert_eq!(list["proposals"][0]["tally_is_live"], false);
+
+    // The governed job defaults are published, and `lode job submit` uses
+    // them for what neither the spec nor the command line sets.
+    wait_for("the governed job defaults", Duration::from_secs(10), || {
+        get(&url, "/v1/limits").1["defaults"] == serde_json::json!({"quorum": 3, "max_replicas": 4})
+    });
+    let (job, err) = submit_default_job(tmp.path(), &req, &[]);
+    assert_eq!(job["quorum"], 3, "{job}");
+    assert!(
+        err.contains(
+            "quorum 3 (governed default, GET /v1/limits), max_replicas 4 (governed default, GET /v1/limits)"
+        ),
+        "{err}"
+    );
+    let (job, err) = submit_default_job(tmp.path(), &req, &["--quorum", "1"]);
+    assert_eq!(job["quorum"], 1, "{job}");
+    assert!(err.contains("quorum 1 (command line)"), "{err}");
 
     // Voting after the period: refused, nothing stored.
     let before = snapshot(&net, &[me.clone(), them.clone()]);

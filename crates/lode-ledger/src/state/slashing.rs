@@ -189,10 +189,10 @@ impl State {
         target.slashed_total = add(target.slashed_total, total, "slashed total")?;
         match s.reason {
             SlashReason::DoubleSign => {
-                target.jailed = true;
+                self.note_jailed(s.who, &mut target);
                 target.tombstoned = true;
             }
-            SlashReason::Downtime => target.jailed = true,
+            SlashReason::Downtime => self.note_jailed(s.who, &mut target),
             SlashReason::ProvenFault => target.penalized_epoch = Some(self.totals.epoch),
         }
         self.staking.targets.insert(s.who, target);

@@ -11,7 +11,10 @@
 //! * `unbonding` (tag 14): (last epoch of the wait, target, delegator) → amount;
 //! * `globals` (tag 15): key 0 → [`StakingGlobals`] (module totals, the
 //!   treasury, the validator set, governance's parameter overrides, block
-//!   signing counts of the open epoch); absent while equal to the default.
+//!   signing counts of the open epoch); absent while equal to the default;
+//! * `jailed_epochs` (tag 18): jailed target → the epoch it was jailed in
+//!   (kept apart from [`StakeTarget`] so that the records, and the roots, of
+//!   chains that never jail are unchanged; removed when it unjails).
 //!
 //! Invariants ([`State::check_staking_invariants`]): sum(delegations) =
 //! globals.bonded = sum(targets.power); sum(unbonding) = globals.unbonding;
@@ -21,7 +24,8 @@
 use super::{EntryCtx, EventKind, ItemDelta, State, TrackedMap, add, map_delta, map_items, sub};
 use crate::amount::{Amount, serde_amount};
 use crate::entry::{
-    Bond, ContributionKind, Delegate, FULL_BPS, ParamChange, SetCommission, Unbond, VoteOption,
+    Bond, ContributionKind, Delegate, FULL_BPS, ParamChange, SetCommission, Unbond, Unjail,
+    VoteOption,
 };
 use crate::error::EntryError;
 use crate::genesis::StakingParams;
@@ -36,6 +40,7 @@ pub(super) const TAG_UNBONDING: u8 = 14;
 pub(super) const TAG_GLOBALS: u8 = 15;
 pub(super) const TAG_PROPOSAL: u8 = 16;
 pub(super) const TAG_VOTE: u8 = 17;
+pub(super) const TAG_JAILED_EPOCH: u8 = 18;
 
 /// What stake is bonded behind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,10 +118,37 @@ pub(crate) struct StakingMaps {
     pub globals: TrackedMap<u8, StakingGlobals>,
     pub proposals: TrackedMap<u64, super::gov::Proposal>,
     pub votes: TrackedMap<(u64, Did), VoteOption>,
+    /// Jailed target → the epoch it was jailed in (snapshot version 4).
+    pub jailed_epochs: TrackedMap<Did, u64>,
+}
+
+/// The staking maps of a version 3 snapshot (before `jailed_epochs`).
+#[derive(Deserialize)]
+pub(crate) struct StakingMapsV3 {
+    delegations: TrackedMap<(Did, Did), Amount>,
+    targets: TrackedMap<Did, StakeTarget>,
+    unbonding: TrackedMap<(u64, Did, Did), Amount>,
+    globals: TrackedMap<u8, StakingGlobals>,
+    proposals: TrackedMap<u64, super::gov::Proposal>,
+    votes: TrackedMap<(u64, Did), VoteOption>,
+}
+
+impl From<StakingMapsV3> for StakingMaps {
+    fn from(m: StakingMapsV3) -> Self {
+        StakingMaps {
+            delegations: m.delegations,
+            targets: m.targets,
+            unbonding: m.unbonding,
+            globals: m.globals,
+            proposals: m.proposals,
+            votes: m.votes,
+            jailed_epochs: TrackedMap::default(),
+        }
+    }
 }
 
 impl StakingMaps {
-    pub fn marks(&self) -> [usize; 6] {
+    pub fn marks(&self) -> [usize; 7] {
         [
             self.delegations.mark(),
             self.targets.mark(),
@@ -124,16 +156,18 @@ impl StakingMaps {
             self.globals.mark(),
             self.proposals.mark(),
             self.votes.mark(),
+            self.jailed_epochs.mark(),
         ]
     }
 
-    pub fn rollback(&mut self, m: &[usize; 6]) {
+    pub fn rollback(&mut self, m: &[usize; 7]) {
         self.delegations.rollback(m[0]);
         self.targets.rollback(m[1]);
         self.unbonding.rollback(m[2]);
         self.globals.rollback(m[3]);
         self.proposals.rollback(m[4]);
         self.votes.rollback(m[5]);
+        self.jailed_epochs.rollback(m[6]);
     }
 
     pub fn commit(&mut self) {
@@ -143,6 +177,7 @@ impl StakingMaps {
         self.globals.commit();
         self.proposals.commit();
         self.votes.commit();
+        self.jailed_epochs.commit();
     }
 
     pub fn delta(&self, out: &mut ItemDelta) {
@@ -152,6 +187,7 @@ impl StakingMaps {
         map_delta(TAG_GLOBALS, &self.globals, out);
         map_delta(TAG_PROPOSAL, &self.proposals, out);
         map_delta(TAG_VOTE, &self.votes, out);
+        map_delta(TAG_JAILED_EPOCH, &self.jailed_epochs, out);
     }
 
     pub fn items(&self, out: &mut ItemDelta) {
@@ -161,6 +197,7 @@ impl StakingMaps {
         map_items(TAG_GLOBALS, &self.globals, out);
         map_items(TAG_PROPOSAL, &self.proposals, out);
         map_items(TAG_VOTE, &self.votes, out);
+        map_items(TAG_JAILED_EPOCH, &self.jailed_epochs, out);
     }
 }
 
@@ -475,6 +512,61 @@ impl State {
                 bps: m.bps,
             },
         );
+        Ok(())
+    }
+
+    /// The epoch a jailed target was jailed in (`None`: not jailed, or
+    /// jailed before the epoch was recorded).
+    pub fn jailed_epoch(&self, target: &Did) -> Option<u64> {
+        self.staking.jailed_epochs.get(target).copied()
+    }
+
+    /// The first epoch in which a target jailed in `jailed_epoch` may unjail:
+    /// the next one (Cosmos' `downtime_jail_duration`, simplified to one epoch).
+    pub fn unjail_from(jailed_epoch: u64) -> u64 {
+        jailed_epoch.saturating_add(1)
+    }
+
+    /// Jails `target` (its record is stored by the caller) as of the open epoch.
+    pub(super) fn note_jailed(&mut self, target: Did, record: &mut StakeTarget) {
+        record.jailed = true;
+        self.staking.jailed_epochs.insert(target, self.totals.epoch);
+    }
+
+    pub(super) fn apply_unjail(&mut self, e: &Envelope, ctx: &EntryCtx) -> Result<(), EntryError> {
+        let p = self.open::<Unjail>(e, ctx, "unjail")?;
+        self.check_chain(&p.message.chain)?;
+        self.staking_params()?;
+        let who = e.signer;
+        let mut t = self
+            .staking
+            .targets
+            .get(&who)
+            .cloned()
+            .ok_or(EntryError::NotStakeTarget(who))?;
+        if t.tombstoned {
+            return Err(EntryError::Tombstoned(who));
+        }
+        if !t.jailed {
+            return Err(EntryError::NotJailed(who));
+        }
+        let epoch = self.totals.epoch;
+        if let Some(jailed_epoch) = self.jailed_epoch(&who) {
+            let unjail_from = Self::unjail_from(jailed_epoch);
+            if epoch < unjail_from {
+                return Err(EntryError::StillJailed {
+                    target: who,
+                    jailed_epoch,
+                    unjail_from,
+                    epoch,
+                });
+            }
+        }
+        self.use_nonce(&who, p.nonce)?;
+        t.jailed = false;
+        self.staking.targets.insert(who, t);
+        self.staking.jailed_epochs.remove(&who);
+        self.push_event(ctx.height, ctx.index, who, EventKind::Unjailed { epoch });
         Ok(())
     }
 

@@ -37,6 +37,16 @@ pub enum JobCmd {
         /// Submit even when no online node can run the job's units.
         #[arg(long)]
         force: bool,
+        /// Agreeing replicas needed per unit, overriding the spec's
+        /// verification.quorum [default: the spec's, else the gateway's
+        /// governed default (GET /v1/limits), else 2].
+        #[arg(long, value_name = "N")]
+        quorum: Option<u8>,
+        /// Most replicas issued per unit, overriding the spec's
+        /// verification.max_replicas [default: the spec's, else the gateway's
+        /// governed default, else 5].
+        #[arg(long, value_name = "N")]
+        replicas: Option<u8>,
         #[command(flatten)]
         common: Common,
     },
@@ -306,11 +316,103 @@ pub fn follow(
     }
 }
 
+/// `--quorum` / `--replicas` of `lode job submit`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerificationFlags {
+    pub quorum: Option<u8>,
+    pub replicas: Option<u8>,
+}
+
+/// Where a verification value came from.
+fn pick(
+    flag: Option<u8>,
+    in_spec: Option<u8>,
+    governed: Option<u64>,
+    builtin: u8,
+    name: &str,
+) -> Result<(u8, &'static str)> {
+    if let Some(v) = flag {
+        return Ok((v, "command line"));
+    }
+    if let Some(v) = in_spec {
+        return Ok((v, "job spec"));
+    }
+    match governed {
+        Some(g) => {
+            let v = u8::try_from(g).map_err(|_| {
+                anyhow!(
+                    "the gateway's governed default {name} {g} is out of range for a job; set verification.{name} in the spec or pass it on the command line"
+                )
+            })?;
+            Ok((v, "governed default, GET /v1/limits"))
+        }
+        None => Ok((builtin, "built-in default")),
+    }
+}
+
+/// Applies the quorum and replicas the command line, the spec, the gateway's
+/// governed defaults (`GET /v1/limits` `defaults`) or the built-in defaults
+/// give, in that order; returns a line saying which were used.
+fn apply_verification(
+    client: &Client,
+    spec_path: &Path,
+    prepared: &mut PreparedSpec,
+    flags: VerificationFlags,
+) -> Result<String> {
+    let text = std::fs::read_to_string(spec_path)
+        .with_context(|| format!("reading the job spec {}", spec_path.display()))?;
+    let set = lode_proto::jobspec::JobSpec::verification_set(&text);
+    let v = &mut prepared.spec.verification;
+    let builtin = lode_proto::jobspec::VerificationSpec::default();
+    let governed =
+        if flags.quorum.is_none() && !set.quorum || flags.replicas.is_none() && !set.max_replicas {
+            // A gateway without governance publishes nulls (or no `defaults`).
+            client
+                .get_json::<serde_json::Value>("/v1/limits")
+                .map(|l| l["defaults"].clone())
+                .unwrap_or_default()
+        } else {
+            serde_json::Value::Null
+        };
+    // (flag, set in the spec, the spec's value, built-in, name in spec and GET /v1/limits)
+    let [q, r] = [
+        (flags.quorum, set.quorum, v.quorum, builtin.quorum, "quorum"),
+        (
+            flags.replicas,
+            set.max_replicas,
+            v.max_replicas,
+            builtin.max_replicas,
+            "max_replicas",
+        ),
+    ]
+    .map(|(flag, in_spec, value, b, name)| {
+        pick(
+            flag,
+            in_spec.then_some(value),
+            governed[name].as_u64(),
+            b,
+            name,
+        )
+    });
+    let ((quorum, q_from), (replicas, r_from)) = (q?, r?);
+    v.quorum = quorum;
+    v.max_replicas = replicas;
+    prepared.spec.validate().with_context(|| {
+        format!(
+            "quorum {quorum} ({q_from}) with max_replicas {replicas} ({r_from}); \
+             set both with --quorum and --replicas"
+        )
+    })?;
+    Ok(format!(
+        "quorum {quorum} ({q_from}), max_replicas {replicas} ({r_from})"
+    ))
+}
+
 fn submit(
     spec_path: &Path,
     key: Option<PathBuf>,
-    no_wait: bool,
-    force: bool,
+    (no_wait, force): (bool, bool),
+    flags: VerificationFlags,
     common: &Common,
 ) -> Result<ExitCode> {
     let key_arg = key
@@ -319,8 +421,10 @@ fn submit(
         .unwrap_or_default();
     let kf = load_key(key)?;
     let client = Client::new(&common.gateway)?;
-    let prepared = PreparedSpec::read(spec_path)
+    let mut prepared = PreparedSpec::read(spec_path)
         .with_context(|| format!("reading the job spec {}", spec_path.display()))?;
+    let used = apply_verification(&client, spec_path, &mut prepared, flags)?;
+    eprintln!("verification: {used}");
     let needs = Needs {
         limits: prepared.spec.unit_limits(),
         verification: prepared.spec.verification(),
@@ -378,8 +482,16 @@ pub fn run(cmd: JobCmd) -> Result<ExitCode> {
             key,
             no_wait,
             force,
+            quorum,
+            replicas,
             common,
-        } => submit(&spec, key, no_wait, force, &common),
+        } => submit(
+            &spec,
+            key,
+            (no_wait, force),
+            VerificationFlags { quorum, replicas },
+            &common,
+        ),
         JobCmd::Status { job, common } => {
             let client = Client::new(&common.gateway)?;
             match job {

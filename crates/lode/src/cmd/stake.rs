@@ -9,8 +9,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use lode_client::{Client, EntryStatus};
 use lode_ledger::{
-    Bond, ContributionKind, Delegate, ParamChange, Propose, SignedEntry, Unbond, Vote, VoteOption,
-    format_tokens, parse_amount,
+    Bond, ContributionKind, Delegate, ParamChange, Propose, SetCommission, SignedEntry, Unbond,
+    Unjail, Vote, VoteOption, format_tokens, parse_amount,
 };
 use lode_proto::{Did, Hash32};
 use serde_json::{Value, json};
@@ -54,6 +54,25 @@ pub enum StakeCmd {
         #[arg(long, value_name = "DID")]
         to: Did,
         amount: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Set the commission, in basis points (100 = 1 %), that --target keeps
+    /// from its stakers' rewards [default target: the key's account]; a
+    /// node's operator sets it for the node with --target NODE. At most the
+    /// chain's `max_commission_bps` (genesis).
+    Commission {
+        bps: u32,
+        #[arg(long, value_name = "DID")]
+        target: Option<Did>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Put the key's account (a jailed validator candidate or node) back in
+    /// play: from the next epoch boundary it may be in the validator set and
+    /// earn staking rewards again. Allowed from the epoch after the one it
+    /// was jailed in; never after a double sign.
+    Unjail {
         #[command(flatten)]
         conn: Conn,
     },
@@ -205,15 +224,48 @@ pub fn run_stake(cmd: StakeCmd) -> Result<ExitCode> {
                 no_extra,
             )
         }
+        StakeCmd::Commission { bps, target, conn } => {
+            if bps > lode_ledger::entry::FULL_BPS {
+                bail!("commission {bps} bps is more than 100 % (10000 bps)");
+            }
+            let target = did_or_own(target, &conn)?;
+            submit(
+                &conn,
+                format!(
+                    "commission of {target} set to {bps} bps ({}.{:02} %)",
+                    bps / 100,
+                    bps % 100
+                ),
+                |chain| SetCommission { chain, target, bps },
+                no_extra,
+            )
+        }
+        StakeCmd::Unjail { conn } => submit(
+            &conn,
+            "unjail".to_string(),
+            |chain| Unjail { chain },
+            |c, _| {
+                let epoch = c.get_json::<Value>("/v1/staking")?["epoch"].clone();
+                Ok(json!({
+                    "unjailed_in_epoch": epoch,
+                    "note": "back in the validator set and earning staking rewards from the next epoch boundary",
+                }))
+            },
+        ),
         StakeCmd::Show { did, conn } => stake_show(did, &conn),
     }
 }
 
+/// `did`, or the key's own account.
+fn did_or_own(did: Option<Did>, conn: &Conn) -> Result<Did> {
+    match did {
+        Some(d) => Ok(d),
+        None => Ok(load_key(conn.key.clone())?.did()),
+    }
+}
+
 fn stake_show(did: Option<Did>, conn: &Conn) -> Result<ExitCode> {
-    let did = match did {
-        Some(d) => d,
-        None => load_key(conn.key.clone())?.did(),
-    };
+    let did = did_or_own(did, conn)?;
     let c = Client::new(&conn.gateway)?;
     let acct: Value = c.get_json(&format!("/v1/staking/{did}"))?;
     let overview: Value = c.get_json("/v1/staking")?;

@@ -355,6 +355,7 @@ fn describe(kind: &EventKind) -> String {
             format!("deposit of proposal {proposal}")
         }
         EventKind::Voted { proposal, option } => format!("voted {option:?} on proposal {proposal}"),
+        EventKind::Unjailed { epoch } => format!("unjailed in epoch {epoch}"),
         EventKind::DepositReturned { proposal, .. } => {
             format!("deposit of proposal {proposal} returned")
         }

@@ -727,6 +727,10 @@ impl Core {
         let multiple = self.cfg.stake_trust_multiple;
         let rule = stake_trust::rule(self.ledger.state(), multiple);
         if self.sched.config().stake_trust != rule {
+            tracing::info!(
+                reward_per_gfuel = rule.map(|r| r.reward_per_gfuel.to_string()),
+                "stake-backed trust: units are valued at their price plus this epoch reward per 10^9 fuel"
+            );
             self.sched.set_stake_trust(rule);
         }
         if rule.is_some() {

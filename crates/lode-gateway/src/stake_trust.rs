@@ -26,27 +26,37 @@ use std::collections::HashMap;
 /// a deterrent, not a bookkeeping duty: the penalty is on the ledger anyway).
 pub const MAX_REFEREE_QUEUE: usize = 64;
 
+/// Epochs looked back for the latest one with verified work.
+const REWARD_LOOKBACK_EPOCHS: u64 = 64;
+
 /// The stake-trust rule in force, or `None` on chains without staking or with
-/// `multiple = 0`. A unit's value counts the last closed epoch's reward per
-/// fuel on top of the job's price.
+/// `multiple = 0`. A unit's value counts the epoch reward per fuel of the
+/// latest closed epoch with verified work (within the last 64) on top of the
+/// job's price; before there is one, the reward is unknown and counted as
+/// unbounded (no unit is covered: a new chain's first work is replicated).
 pub fn rule(state: &State, multiple: u32) -> Option<StakeTrust> {
     state.genesis().staking.as_ref()?;
     if multiple == 0 {
         return None;
     }
-    let last = state.epoch().checked_sub(1);
-    let reward_per_gfuel = last
-        .and_then(|e| state.epoch_record(e))
-        .filter(|r| r.total_weight > 0)
-        .map(|r| {
-            let w = u128::from(state.genesis().weight(ContributionKind::Fuel).unwrap_or(0));
+    let epoch = state.epoch();
+    let last = (1..=REWARD_LOOKBACK_EPOCHS.min(epoch))
+        .filter_map(|back| state.epoch_record(epoch - back))
+        .find(|r| r.total_weight > 0);
+    let reward_per_gfuel = match last {
+        // Effective weight = fuel × kind weight × reward multiplier (bps); a
+        // node at the full multiplier earns this per 10⁹ fuel.
+        Some(r) => {
+            let w = u128::from(state.weight_of(ContributionKind::Fuel).unwrap_or(0));
             r.emission
                 .saturating_mul(1_000_000_000)
                 .checked_div(r.total_weight)
                 .unwrap_or(0)
                 .saturating_mul(w)
-        })
-        .unwrap_or(0);
+                .saturating_mul(u128::from(lode_ledger::entry::FULL_BPS))
+        }
+        None => u128::MAX,
+    };
     Some(StakeTrust { reward_per_gfuel })
 }
 

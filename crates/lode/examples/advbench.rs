@@ -18,7 +18,7 @@ mod common;
 
 use common::{Kill, arg, lode_bin, root, start_gateway, start_node, wait_nodes};
 use lode_client::Client;
-use lode_ledger::LedgerView;
+use lode_ledger::{LedgerView, ONE_TOKEN};
 use lode_proto::jobspec::JobSpec;
 use lode_proto::wire::UnitInput;
 use lode_proto::{Did, Hash32, KeyFile};
@@ -52,10 +52,9 @@ struct Scenario {
     cheat_rate: Option<f64>,
     /// The adversaries start one after the other, after the honest nodes.
     start_together: bool,
-    /// Staking on: every node is backed by this many units' worth of stake
-    /// (a unit's value: its fuel limit at [`PRICE`]), delegated by the
-    /// requester; proven faults are slashed and trust is stake-backed.
-    stake_units: Option<u128>,
+    /// Staking on: every node is backed by this many LODE of stake, delegated
+    /// by the requester; proven faults are slashed and trust is stake-backed.
+    stake_lode: Option<u128>,
 }
 
 fn behaviour(b: &str) -> Vec<String> {
@@ -87,7 +86,7 @@ impl Scenario {
             colluding: None,
             cheat_rate: None,
             start_together: false,
-            stake_units: None,
+            stake_lode: None,
         }
     }
 
@@ -189,7 +188,7 @@ fn run(s: &Scenario, honest: usize, units: usize, epoch_ms: u64) -> Outcome {
     ]
     .map(String::from);
     let mut gw_args = gw_args.to_vec();
-    if s.stake_units.is_some() {
+    if s.stake_lode.is_some() {
         gw_args.extend(["--staking-share-bps".to_string(), "1000".to_string()]);
     }
     let (gw, url) = start_gateway(&bin, &dir.path().join("gw"), &gw_args);
@@ -241,11 +240,11 @@ fn run(s: &Scenario, honest: usize, units: usize, epoch_ms: u64) -> Outcome {
     }
     let client = Client::new(&url).expect("client");
     wait_nodes(&client, honest + a.count);
-    if let Some(units) = s.stake_units {
+    if let Some(lode) = s.stake_lode {
         // The requester backs every node (honest and adversarial alike).
         let key_path = dir.path().join("requester.key");
         requester.save_new(&key_path).expect("save key");
-        let amount = (units * UNIT_VALUE).to_string();
+        let amount = format!("{lode} LODE");
         for d in honest_dids.iter().chain(adv_dids.iter()) {
             let out = std::process::Command::new(&bin)
                 .args([
@@ -406,8 +405,9 @@ fn run(s: &Scenario, honest: usize, units: usize, epoch_ms: u64) -> Outcome {
     o
 }
 
-/// Value of one unit of the bench jobs (fuel limit × price), base units.
-const UNIT_VALUE: u128 = 50_000_000 * PRICE;
+fn lode(base_units: u128) -> String {
+    format!("{:.2}", base_units as f64 / ONE_TOKEN as f64)
+}
 
 #[derive(Default, Debug)]
 struct StakeOutcome {
@@ -446,18 +446,18 @@ fn main() {
         },
         Scenario {
             cheat_rate: Some(0.1),
-            stake_units: Some(20),
+            stake_lode: Some(5_000),
             ..Scenario::new(
-                "intermittent wrong (10% of units), adaptive trust, staked (20 units each)",
+                "intermittent wrong (10% of units), adaptive trust, staked (5,000 LODE each)",
                 two("wrong-output:100"),
             )
             .adaptive()
         },
         Scenario {
             cheat_rate: Some(0.1),
-            stake_units: Some(1_000),
+            stake_lode: Some(50_000),
             ..Scenario::new(
-                "intermittent wrong (10% of units), adaptive trust, staked (1,000 units each)",
+                "intermittent wrong (10% of units), adaptive trust, staked (50,000 LODE each)",
                 two("wrong-output:100"),
             )
             .adaptive()
@@ -521,12 +521,11 @@ fn main() {
             staking.push(format!(
                 "| {} | {} | {} | {} | {:+.2} | {} | {:.3} |",
                 s.name,
-                s.stake_units
-                    .map_or("none".into(), |u| format!("{u} units")),
-                st.paid_wrong,
-                st.slashed,
-                (st.paid_wrong as f64 - st.slashed as f64) / UNIT_VALUE as f64,
-                st.honest_slashed,
+                s.stake_lode.map_or("none".into(), |u| format!("{u} LODE")),
+                lode(st.paid_wrong),
+                lode(st.slashed),
+                (st.paid_wrong as f64 - st.slashed as f64) / ONE_TOKEN as f64,
+                lode(st.honest_slashed),
                 o.assigned as f64 / o.units as f64 - 1.0,
             ));
         }
@@ -577,11 +576,11 @@ fn main() {
     if !staking.is_empty() {
         println!();
         println!(
-            "Intermittent cheaters: paid for wrong results (fees + their reward share for that fuel) vs stake slashed, base units; profit in units of value (fuel limit × price); overhead = replicas per unit − 1, all nodes."
+            "Intermittent cheaters: paid for wrong results (fees + their epoch-reward share for that fuel) vs stake slashed, in LODE; overhead = replicas per unit − 1, all nodes."
         );
         println!();
         println!(
-            "| scenario | stake per node | paid for wrong results | slashed | cheaters' profit (units) | honest nodes slashed | overhead |"
+            "| scenario | stake per node | paid for wrong results | slashed | cheaters' profit | honest nodes slashed | overhead |"
         );
         println!("|---|---|---|---|---|---|---|");
         for row in staking {

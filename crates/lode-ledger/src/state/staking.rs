@@ -256,7 +256,7 @@ impl State {
     }
 
     /// Reward weight of a contribution kind in force (governance may change it).
-    pub(super) fn weight_of(&self, kind: ContributionKind) -> Option<u64> {
+    pub fn weight_of(&self, kind: ContributionKind) -> Option<u64> {
         match self.staking.globals.get(&0).and_then(|g| g.params.as_ref()) {
             Some(p) => p.contribution_weights.get(&kind).copied(),
             None => self.genesis.weight(kind),

@@ -482,6 +482,8 @@ pub fn tokenomics(st: &State) -> Value {
         "fees_paid": t.fees_paid.to_string(),
         "issued": f.issued.to_string(),
         "contributors_share_ppm": contributors_ppm,
+        "stakers_issued": f.stakers_issued.to_string(),
+        "stakers_share_ppm": f.stakers_share_ppm,
         // Formatted exactly as `lode ledger fairness` prints it.
         "gini": format!("{:.4}", f.contributor_gini),
         "rewarded_nodes": f.rewarded_nodes,

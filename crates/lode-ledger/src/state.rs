@@ -444,6 +444,13 @@ pub struct FairnessReport {
     pub issued: Amount,
     /// Contributors first, then every other allocation in genesis order.
     pub shares: Vec<FairnessShare>,
+    /// Paid to stakers from the contributors' pool (staking rewards, issue 15;
+    /// genesis keeps it at most as much as the contributors receive).
+    #[serde(default, with = "serde_amount")]
+    pub stakers_issued: Amount,
+    /// Stakers' share of all issued tokens, parts per million (floor).
+    #[serde(default)]
+    pub stakers_share_ppm: u64,
     /// Gini coefficient of cumulative rewards over nodes that earned any (0 = equal).
     pub contributor_gini: f64,
     pub rewarded_nodes: usize,
@@ -989,10 +996,12 @@ impl State {
 
     /// Share of issued tokens per allocation, and how evenly contributors were rewarded.
     pub fn fairness(&self) -> FairnessReport {
+        let stakers_issued = self.staking_globals().staking_released;
         let issued = self
             .totals
             .rewards_paid
-            .saturating_add(self.totals.released);
+            .saturating_add(self.totals.released)
+            .saturating_add(stakers_issued);
         let ppm = |x: Amount| -> u64 {
             if issued == 0 {
                 0
@@ -1024,6 +1033,8 @@ impl State {
         FairnessReport {
             issued,
             shares,
+            stakers_issued,
+            stakers_share_ppm: ppm(stakers_issued),
             contributor_gini: gini(&rewards),
             rewarded_nodes: rewards.len(),
             registered_nodes: self.nodes.len(),

@@ -197,6 +197,23 @@ fn bond_delegate_rewards_unbond_and_replay() {
     assert_eq!(st.balance(&b), 9_000 * ONE_TOKEN + 1_800 * ONE_TOKEN);
     assert_eq!(st.balance(&op), 8_000 * ONE_TOKEN + 200 * ONE_TOKEN);
     assert_eq!(st.staking_globals().staking_released, 2_000 * ONE_TOKEN);
+    // The fairness report shows both: contributors 8,000, stakers 2,000.
+    let f = st.fairness();
+    assert_eq!(f.stakers_issued, 2_000 * ONE_TOKEN);
+    let contributors = f
+        .shares
+        .iter()
+        .find(|s| s.allocation == "contributors")
+        .unwrap();
+    assert_eq!(contributors.issued, 8_000 * ONE_TOKEN);
+    // Floors apart, the contributors' share is 4× the stakers' (80 % / 20 %).
+    assert!(
+        contributors.share_ppm.abs_diff(4 * f.stakers_share_ppm) <= 4,
+        "{f:?}"
+    );
+    assert!(contributors.share_ppm > f.stakers_share_ppm);
+    let total: u64 = f.shares.iter().map(|s| s.share_ppm).sum::<u64>() + f.stakers_share_ppm;
+    assert!(total <= 1_000_000 && total > 999_990, "{f:?}");
     // The validator set for epoch 1: the validator (nodes are not candidates).
     assert_eq!(st.validator_set(), vec![v]);
 

@@ -370,6 +370,15 @@ fn fairness(at: &LedgerDir, json: bool) -> Result<ExitCode> {
             format_tokens(s.allocated)
         );
     }
+    if f.stakers_issued > 0 || view.state().genesis().staking.is_some() {
+        println!(
+            "{:<16} {:>12} {:>32} {:>32}",
+            "stakers",
+            ppm(f.stakers_share_ppm),
+            format_tokens(f.stakers_issued),
+            "(from the contributors' pool)"
+        );
+    }
     println!(
         "contributor rewards: Gini {:.4} over {} rewarded nodes ({} registered)",
         f.contributor_gini, f.rewarded_nodes, f.registered_nodes

@@ -150,7 +150,7 @@ pub struct Core {
     /// The gateway's own values of the knobs governance may change (used
     /// while the chain's parameter is `None`).
     base_knobs: LiveKnobs,
-    /// Staking rewards of the last epochs closed while running (for the APR).
+    /// Staking rewards of the last epochs closed (for the APR; kept in the store).
     pub(crate) staking_epochs: std::collections::VecDeque<StakingEpoch>,
     /// Rejected results of staked nodes awaiting the referee run.
     referee: Vec<stake_trust::RefereeTask>,
@@ -310,6 +310,17 @@ impl Core {
             default_quorum: None,
             default_replicas: None,
         };
+        core.staking_epochs = core
+            .db
+            .staking_epochs()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(epoch, released, bonded)| StakingEpoch {
+                epoch,
+                released,
+                bonded,
+            })
+            .collect();
         core.apply_params();
         core.recover(now)?;
         core.adopt_unrecorded_modules(now)?;
@@ -770,6 +781,14 @@ impl Core {
             });
             while self.staking_epochs.len() > STAKING_EPOCHS_KEPT {
                 self.staking_epochs.pop_front();
+            }
+            let rows: Vec<(u64, u128, u128)> = self
+                .staking_epochs
+                .iter()
+                .map(|e| (e.epoch, e.released, e.bonded))
+                .collect();
+            if let Err(e) = self.db.put_staking_epochs(&rows) {
+                tracing::warn!(error = %e, "staking epochs not kept (the APR estimate starts over after a restart)");
             }
         }
     }

@@ -621,6 +621,25 @@ impl Db {
         Ok(())
     }
 
+    /// The staking rewards of the last epochs closed (epoch, released, bonded),
+    /// kept for the APR estimate across restarts. A record that does not
+    /// decode reads as none (the estimate starts over).
+    pub fn staking_epochs(&self) -> Result<Vec<(u64, u128, u128)>, DbError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(META)?;
+        Ok(t.get("staking_epochs")?
+            .and_then(|v| canonical::decode(v.value()).ok())
+            .unwrap_or_default())
+    }
+
+    pub fn put_staking_epochs(&self, epochs: &[(u64, u128, u128)]) -> Result<(), DbError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(META)?
+            .insert("staking_epochs", canonical::encode(&epochs)?.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn next_job(&self) -> Result<u64, DbError> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(META)?;

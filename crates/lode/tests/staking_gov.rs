@@ -390,11 +390,20 @@ fn stake_delegate_vote_a_parameter_through_and_verify() {
         },
     );
 
+    let epochs = get(&url, "/v1/staking").1["recent_epochs"].clone();
+    assert!(epochs.as_array().is_some_and(|a| !a.is_empty()), "{epochs}");
     net.stop_gateway();
     ledger_verify_ok(&net.ledger_dir());
-    // A restart keeps the parameter in force.
+    // A restart keeps the parameter in force, and the epochs of the APR estimate.
     net.start_gateway();
     assert_eq!(get(&net.url, "/v1/data/stats").1["k"], 2);
+    let after = get(&net.url, "/v1/staking").1["recent_epochs"].clone();
+    let n = epochs.as_array().map_or(0, Vec::len);
+    assert_eq!(
+        after.as_array().map(|a| a[..n.min(a.len())].to_vec()),
+        epochs.as_array().cloned(),
+        "{after}"
+    );
     net.stop_gateway();
     ledger_verify_ok(&net.ledger_dir());
 }

@@ -317,15 +317,18 @@ async fn get_snapshot(State(app): State<App>) -> Response {
     axum::Json(snapshot(&app)).into_response()
 }
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t)
         .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))
 }
 
+/// A page of blocks: below `before` (explorer, newest first) or from `from`
+/// (raw blocks, oldest first), at most `limit`.
 #[derive(Debug, Deserialize)]
-struct BlocksQuery {
+pub(crate) struct BlocksQuery {
     before: Option<u64>,
-    limit: Option<u64>,
+    pub(crate) from: Option<u64>,
+    pub(crate) limit: Option<u64>,
 }
 
 async fn blocks(

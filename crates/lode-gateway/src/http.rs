@@ -177,6 +177,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/accounts/{did}", get(account))
         .route("/v1/ledger", get(ledger_info))
+        .route("/v1/ledger/raw", get(ledger_raw))
         .route("/v1/limits", get(limits))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -593,14 +594,20 @@ fn page_query(
     max: u32,
 ) -> Result<(PageQuery, usize), ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(default);
+    let limit = check_limit(q.limit.map(u64::from), u64::from(default), u64::from(max))?;
+    Ok((q, limit as usize))
+}
+
+/// A page size: `default` when absent, refused outside `1..=max`.
+fn check_limit(limit: Option<u64>, default: u64, max: u64) -> Result<u64, ApiError> {
+    let limit = limit.unwrap_or(default);
     if limit == 0 || limit > max {
         return Err(ApiError::bad_request(
             "bad_limit",
             format!("limit must be between 1 and {max}"),
         ));
     }
-    Ok((q, limit as usize))
+    Ok(limit)
 }
 
 /// Most jobs in one page of `GET /v1/jobs`.
@@ -811,6 +818,60 @@ async fn ledger_info(State(app): State<App>) -> Response {
             "guard_model": crate::data_api::published_model_json(&core),
         }),
     )
+}
+
+/// Most blocks in one page of `GET /v1/ledger/raw`.
+pub const MAX_BLOCKS_PAGE: u64 = 256;
+/// Bytes after which a page of blocks ends (at least one block per page).
+pub const BLOCKS_PAGE_BYTES: usize = 8 << 20;
+
+/// Raw blocks for anyone to replay (`lode ledger verify --from URL`): from
+/// height `from` (default 0), at most `limit` (default and most 256) and about
+/// 8 MiB; each as a 4-byte big-endian length and the block's canonical bytes.
+/// `X-Lode-Head` is the head height.
+async fn ledger_raw(
+    State(app): State<App>,
+    q: Result<Query<crate::dashboard::BlocksQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = crate::dashboard::query(q)?;
+    let limit = check_limit(q.limit, MAX_BLOCKS_PAGE, MAX_BLOCKS_PAGE)?;
+    let from = q.from.unwrap_or(0);
+    let core = app.lock();
+    let l = core.ledger();
+    let head = l.height();
+    if from > head {
+        return Err(ApiError::not_found(
+            "unknown_block",
+            format!("no block {from}: the head is {head}"),
+        ));
+    }
+    let mut body = Vec::new();
+    for h in from..=head.min(from.saturating_add(limit - 1)) {
+        let block = l
+            .block(h)
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .ok_or_else(|| ApiError::internal(format!("block {h} missing from the store")))?;
+        let bytes = block
+            .to_bytes()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        body.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        body.extend_from_slice(&bytes);
+        if body.len() >= BLOCKS_PAGE_BYTES {
+            break;
+        }
+    }
+    drop(core);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::HeaderName::from_static("x-lode-head"),
+                head.to_string(),
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 async fn healthz(State(app): State<App>) -> Response {

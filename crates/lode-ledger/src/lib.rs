@@ -53,4 +53,4 @@ pub use state::{
     Proposal, ProposalStatus, StakeTarget, StakingGlobals, State, SupplyReport, Tally, apply,
 };
 pub use store::{BlockStore, StoreError};
-pub use verify::{BlockFault, VerifyError, VerifyReport, verify};
+pub use verify::{BlockFault, VerifyError, VerifyReport, verify, verify_blocks};

@@ -77,12 +77,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
 /// Verifies an open store. Blocks are read and decoded on one thread while
 /// the previous ones are applied on this one (at most a few blocks in flight).
 pub fn verify_store(store: &BlockStore) -> Result<VerifyReport, VerifyError> {
-    let mut state: Option<State> = None;
-    let mut expected: u64 = 0;
-    let mut err: Option<VerifyError> = None;
-    let mut entries: u64 = 0;
-    let mut signed: u64 = 0;
-    let mut receipts: u64 = 0;
+    let mut result = None;
     let read = std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Result<Block, CanonicalError>)>(4);
         let reader = s.spawn(move || {
@@ -90,59 +85,18 @@ pub fn verify_store(store: &BlockStore) -> Result<VerifyReport, VerifyError> {
                 tx.send((height, Block::from_bytes(bytes))).is_ok()
             })
         });
-        for (height, decoded) in rx {
-            let fail = |fault| VerifyError::Block { height, fault };
-            if height != expected {
-                err = Some(VerifyError::Block {
-                    height: expected,
-                    fault: BlockFault::Missing,
-                });
-                break;
-            }
-            let block = match decoded {
-                Ok(b) => b,
-                Err(e) => {
-                    err = Some(fail(BlockFault::Decode(e)));
-                    break;
-                }
-            };
-            let r = match &mut state {
-                None => State::from_genesis_block(&block).map(|s| {
-                    state = Some(s);
-                }),
-                Some(s) => s.apply_block(&block),
-            };
-            if let Err(e) = r {
-                err = Some(fail(BlockFault::Invalid(e)));
-                break;
-            }
-            for e in &block.entries {
-                entries += 1;
-                if e.envelope().is_some() {
-                    signed += 1;
-                }
-                if matches!(e, Entry::WorkReceipt(_)) {
-                    receipts += 1;
-                }
-            }
-            expected += 1;
-        }
+        result = Some(verify_blocks(rx));
         // Dropping the receiver (above) stops the reader at its next block.
         reader.join().unwrap_or(Ok(()))
     });
-    if err.is_none() {
-        read?;
-    }
-    if let Some(e) = err {
-        return Err(e);
-    }
-    let state = state.ok_or(VerifyError::Empty)?;
-    if let Err(m) = state.check_invariants() {
-        return Err(VerifyError::Block {
-            height: state.height(),
-            fault: BlockFault::Invariant(m),
-        });
-    }
+    let (report, state) = match result {
+        Some(Ok(r)) => {
+            read?;
+            r
+        }
+        Some(Err(e)) => return Err(e),
+        None => return Err(VerifyError::Empty),
+    };
     // The claims index (derived) must agree with the replayed state.
     let indexed = store.claims_at(state.height())?;
     let actual: std::collections::BTreeMap<_, _> = state.claims().map(|(a, v)| (*a, *v)).collect();
@@ -153,7 +107,61 @@ pub fn verify_store(store: &BlockStore) -> Result<VerifyReport, VerifyError> {
             actual.len()
         )));
     }
-    Ok(VerifyReport {
+    Ok(report)
+}
+
+/// Replays blocks `(height, decoded)` in order from genesis, checking every
+/// block (encoding, height, link, time, validator signature, entries root,
+/// entries, state root) and then the conservation invariants; returns the
+/// report and the final state. Blocks may come from a store or from the
+/// network (`lode ledger verify --from URL`). The first bad or missing height
+/// is named.
+pub fn verify_blocks(
+    blocks: impl IntoIterator<Item = (u64, Result<Block, CanonicalError>)>,
+) -> Result<(VerifyReport, State), VerifyError> {
+    let mut state: Option<State> = None;
+    let mut expected: u64 = 0;
+    let mut entries: u64 = 0;
+    let mut signed: u64 = 0;
+    let mut receipts: u64 = 0;
+    for (height, decoded) in blocks {
+        let fail = |fault| VerifyError::Block { height, fault };
+        if height != expected {
+            return Err(VerifyError::Block {
+                height: expected,
+                fault: BlockFault::Missing,
+            });
+        }
+        let block = decoded.map_err(|e| fail(BlockFault::Decode(e)))?;
+        match &mut state {
+            None => {
+                state = Some(
+                    State::from_genesis_block(&block).map_err(|e| fail(BlockFault::Invalid(e)))?,
+                )
+            }
+            Some(s) => s
+                .apply_block(&block)
+                .map_err(|e| fail(BlockFault::Invalid(e)))?,
+        }
+        for e in &block.entries {
+            entries += 1;
+            if e.envelope().is_some() {
+                signed += 1;
+            }
+            if matches!(e, Entry::WorkReceipt(_)) {
+                receipts += 1;
+            }
+        }
+        expected += 1;
+    }
+    let state = state.ok_or(VerifyError::Empty)?;
+    if let Err(m) = state.check_invariants() {
+        return Err(VerifyError::Block {
+            height: state.height(),
+            fault: BlockFault::Invariant(m),
+        });
+    }
+    let report = VerifyReport {
         chain_id: state.chain_id(),
         blocks: expected,
         head_height: state.height(),
@@ -165,5 +173,6 @@ pub fn verify_store(store: &BlockStore) -> Result<VerifyReport, VerifyError> {
         epochs_closed: state.epoch(),
         accounts: state.accounts().count() as u64,
         nodes: state.nodes().count() as u64,
-    })
+    };
+    Ok((report, state))
 }

@@ -322,3 +322,119 @@ fn clear_errors_for_bad_input() {
     assert!(help.contains("--data-dir"));
     assert!(ok(&["ledger", "default-genesis"]).contains("[[allocation]]"));
 }
+
+/// Serves `blocks` (canonical bytes by height) as `GET /v1/ledger/raw`
+/// does, `page` blocks per answer (so the client must follow pages), on a
+/// loopback port; `head_header: false` answers like a server that is not
+/// Lode. Returns the base URL.
+fn serve_blocks(blocks: Vec<Vec<u8>>, page: usize, head_header: bool) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            // Read the headers to the blank line: closing a socket with
+            // unread input would reset the connection under the answer.
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            let from: usize = line
+                .split("from=")
+                .nth(1)
+                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(0);
+            let mut body = Vec::new();
+            for b in blocks.iter().skip(from).take(page) {
+                body.extend_from_slice(&(b.len() as u32).to_be_bytes());
+                body.extend_from_slice(b);
+            }
+            let head = if head_header {
+                format!("x-lode-head: {}\r\n", blocks.len() - 1)
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n{head}content-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    url
+}
+
+fn raw_blocks(dir: &Path) -> Vec<Vec<u8>> {
+    let store = lode_ledger::BlockStore::open(dir).unwrap();
+    (0..).map_while(|h| store.block_bytes(h).unwrap()).collect()
+}
+
+#[test]
+fn verify_from_a_url_replays_the_served_chain_and_names_the_first_bad_block() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ledger");
+    demo(&dir);
+    let local = json(&["ledger", "verify", dir.to_str().unwrap(), "--json"]);
+    let blocks = raw_blocks(&dir);
+    assert!(blocks.len() > 4);
+
+    // The same chain over HTTP, two blocks per page: the same report.
+    let url = serve_blocks(blocks.clone(), 2, true);
+    let remote = json(&["ledger", "verify", "--from", &url, "--json"]);
+    assert_eq!(remote["ok"], true, "{remote}");
+    for k in [
+        "chain_id",
+        "head_height",
+        "head_hash",
+        "state_root",
+        "entries",
+    ] {
+        assert_eq!(remote[k], local[k], "{k}");
+    }
+
+    // One flipped bit in block 3: named.
+    let mut bad = blocks.clone();
+    let mid = bad[3].len() / 2;
+    bad[3][mid] ^= 0x10;
+    let url = serve_blocks(bad, 2, true);
+    let o = lode(&["ledger", "verify", "--from", &url, "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["ok"].clone(), v["height"].clone()),
+        (false.into(), 3.into()),
+        "{v}"
+    );
+
+    // A block left out: the gap is named.
+    let mut gap = blocks.clone();
+    gap.remove(2);
+    let url = serve_blocks(gap, 100, true);
+    let o = lode(&["ledger", "verify", "--from", &url, "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["height"], 2, "{v}");
+
+    // Not a Lode server, and nothing listening: clear errors, no panic.
+    let url = serve_blocks(blocks, 2, false);
+    let o = lode(&["ledger", "verify", "--from", &url]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("X-Lode-Head"),
+        "{o:?}"
+    );
+    let o = lode(&["ledger", "verify", "--from", "http://127.0.0.1:1"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot reach"),
+        "{o:?}"
+    );
+}

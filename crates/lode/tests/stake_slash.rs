@@ -110,6 +110,12 @@ fn a_staked_node_proven_wrong_is_slashed_and_an_honest_one_never() {
         "{metrics}"
     );
 
+    // Anyone can replay the chain from the gateway over HTTP, slashes included.
+    let (ok, out, err) = lode_run(&["ledger", "verify", "--from", &url, "--json"]);
+    assert!(ok, "{out}\n{err}");
+    let v: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["chain_id"], get(&url, "/v1/ledger").1["chain_id"], "{v}");
     net.stop_gateway();
     let view = LedgerView::open(&net.ledger_dir()).expect("ledger");
     // The delegator's history shows the slash; its evidence is the cheater's

@@ -63,6 +63,11 @@ pub enum LedgerCmd {
         dir: Option<PathBuf>,
         #[command(flatten)]
         at: LedgerDir,
+        /// Verify the chain a gateway or validator serves over HTTP
+        /// (`GET /v1/ledger/raw`) instead of a local directory: nothing is
+        /// trusted but the blocks themselves.
+        #[arg(long, value_name = "URL", conflicts_with = "dir")]
+        from: Option<String>,
         /// Print a JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -138,7 +143,15 @@ pub enum LedgerCmd {
 
 pub fn run(cmd: LedgerCmd) -> Result<ExitCode> {
     match cmd {
-        LedgerCmd::Verify { dir, at, json } => verify(dir, &at, json),
+        LedgerCmd::Verify {
+            dir,
+            at,
+            from,
+            json,
+        } => match from {
+            Some(url) => verify_remote(&url, json),
+            None => verify(dir, &at, json),
+        },
         LedgerCmd::Show {
             at,
             height,
@@ -181,7 +194,133 @@ fn verify(dir: Option<PathBuf>, at: &LedgerDir, json: bool) -> Result<ExitCode> 
         Some(d) => resolve_dir(d),
         None => at.resolve(),
     };
-    match lode_ledger::verify(&dir) {
+    print_verify(lode_ledger::verify(&dir), json)
+}
+
+/// Largest page of blocks accepted from a server.
+const MAX_BLOCKS_RESPONSE: u64 = 64 << 20;
+
+/// Pages of raw blocks from `GET /v1/ledger/raw`, up to the head the first
+/// page announced; a transport or framing error ends the stream and is kept.
+struct RemoteBlocks {
+    http: reqwest::blocking::Client,
+    base: String,
+    next: u64,
+    head: Option<u64>,
+    page: std::vec::IntoIter<(u64, Vec<u8>)>,
+    error: std::rc::Rc<std::cell::RefCell<Option<anyhow::Error>>>,
+}
+
+impl RemoteBlocks {
+    fn fetch(&mut self) -> Result<Vec<(u64, Vec<u8>)>> {
+        let url = format!("{}/v1/ledger/raw?from={}", self.base, self.next);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().unwrap_or_default();
+            bail!(
+                "{url}: HTTP {status}: {}",
+                text.chars().take(300).collect::<String>()
+            );
+        }
+        let head: u64 = resp
+            .headers()
+            .get("x-lode-head")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                anyhow!("{url}: no X-Lode-Head header: not a Lode gateway or validator?")
+            })?;
+        self.head.get_or_insert(head);
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_BLOCKS_RESPONSE)
+        {
+            bail!("{url}: page larger than {MAX_BLOCKS_RESPONSE} bytes");
+        }
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(resp, MAX_BLOCKS_RESPONSE + 1),
+            &mut body,
+        )
+        .with_context(|| format!("reading {url}"))?;
+        if body.len() as u64 > MAX_BLOCKS_RESPONSE {
+            bail!("{url}: page larger than {MAX_BLOCKS_RESPONSE} bytes");
+        }
+        let mut out = Vec::new();
+        let mut rest = body.as_slice();
+        while !rest.is_empty() {
+            let (len, tail) = rest
+                .split_first_chunk::<4>()
+                .ok_or_else(|| anyhow!("{url}: truncated block frame"))?;
+            let len = u32::from_be_bytes(*len) as usize;
+            let bytes = tail
+                .get(..len)
+                .ok_or_else(|| anyhow!("{url}: truncated block"))?;
+            out.push((self.next + out.len() as u64, bytes.to_vec()));
+            rest = &tail[len..];
+        }
+        if out.is_empty() {
+            bail!("{url}: an empty page before the head");
+        }
+        self.next += out.len() as u64;
+        Ok(out)
+    }
+}
+
+impl Iterator for RemoteBlocks {
+    type Item = (
+        u64,
+        std::result::Result<lode_ledger::Block, lode_proto::CanonicalError>,
+    );
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((h, bytes)) = self.page.next() {
+                return Some((h, lode_ledger::Block::from_bytes(&bytes)));
+            }
+            if self.head.is_some_and(|head| self.next > head) {
+                return None;
+            }
+            match self.fetch() {
+                Ok(page) => self.page = page.into_iter(),
+                Err(e) => {
+                    *self.error.borrow_mut() = Some(e);
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn verify_remote(url: &str, json: bool) -> Result<ExitCode> {
+    let error = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let blocks = RemoteBlocks {
+        http: reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()?,
+        base: url.trim_end_matches('/').to_string(),
+        next: 0,
+        head: None,
+        page: Vec::new().into_iter(),
+        error: error.clone(),
+    };
+    let result = lode_ledger::verify_blocks(blocks);
+    if let Some(e) = error.borrow_mut().take() {
+        return Err(e.context("fetching the chain"));
+    }
+    print_verify(result.map(|(r, _)| r), json)
+}
+
+fn print_verify(
+    result: std::result::Result<lode_ledger::VerifyReport, lode_ledger::VerifyError>,
+    json: bool,
+) -> Result<ExitCode> {
+    match result {
         Ok(r) => {
             if json {
                 let mut v = serde_json::to_value(&r)?;

@@ -400,6 +400,44 @@ fn verify_from_a_url_replays_the_served_chain_and_names_the_first_bad_block() {
         assert_eq!(remote[k], local[k], "{k}");
     }
 
+    // `show --from` replays the served chain: the summary and one block.
+    let local_show = json(&[
+        "ledger",
+        "show",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    let shown = json(&["ledger", "show", "--from", &url, "--json"]);
+    for k in [
+        "chain_id",
+        "height",
+        "head_hash",
+        "state_root",
+        "supply",
+        "epoch",
+    ] {
+        assert_eq!(shown[k], local_show[k], "{k}");
+    }
+    assert_eq!(shown["dir"], url.as_str());
+    let b2 = json(&["ledger", "show", "--from", &url, "--height", "2", "--json"]);
+    let l2 = json(&[
+        "ledger",
+        "show",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--height",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(b2, l2);
+    let o = lode(&["ledger", "show", "--from", &url, "--height", "9999"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no block at height 9999"),
+        "{o:?}"
+    );
+
     // One flipped bit in block 3: named.
     let mut bad = blocks.clone();
     let mid = bad[3].len() / 2;
@@ -412,6 +450,12 @@ fn verify_from_a_url_replays_the_served_chain_and_names_the_first_bad_block() {
         (v["ok"].clone(), v["height"].clone()),
         (false.into(), 3.into()),
         "{v}"
+    );
+    let o = lode(&["ledger", "show", "--from", &url]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("does not verify: block 3"),
+        "{o:?}"
     );
 
     // A block left out: the gap is named.

@@ -83,6 +83,10 @@ pub enum LedgerCmd {
         /// Print the chain's genesis (TOML) instead of the summary.
         #[arg(long, conflicts_with = "height")]
         genesis: bool,
+        /// Show the chain a gateway or validator serves over HTTP, replayed
+        /// and verified from genesis here, instead of a local directory.
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -156,8 +160,26 @@ pub fn run(cmd: LedgerCmd) -> Result<ExitCode> {
             at,
             height,
             genesis,
+            from,
             json,
-        } => show(&at, height, genesis, json),
+        } => match from {
+            Some(url) => show_remote(&url, height, genesis, json),
+            None => {
+                let view = at.open()?;
+                let source = Shown {
+                    state: view.state(),
+                    source: view.dir().display().to_string(),
+                    open_report: serde_json::to_value(view.open_report())?,
+                    block: match height {
+                        Some(h) => Some(view.block(h)?.ok_or_else(|| {
+                            anyhow!("no block at height {h} (head is {})", view.state().height())
+                        })?),
+                        None => None,
+                    },
+                };
+                show(&source, genesis, json)
+            }
+        },
         LedgerCmd::Tree { epoch, at, pretty } => {
             let view = at.open()?;
             let tree = view.claims_tree(epoch)?;
@@ -208,7 +230,7 @@ struct RemoteBlocks {
     next: u64,
     head: Option<u64>,
     page: std::vec::IntoIter<(u64, Vec<u8>)>,
-    error: std::rc::Rc<std::cell::RefCell<Option<anyhow::Error>>>,
+    error: FetchError,
 }
 
 impl RemoteBlocks {
@@ -297,9 +319,11 @@ impl Iterator for RemoteBlocks {
     }
 }
 
-fn verify_remote(url: &str, json: bool) -> Result<ExitCode> {
-    let error = std::rc::Rc::new(std::cell::RefCell::new(None));
-    let blocks = RemoteBlocks {
+type FetchError = std::rc::Rc<std::cell::RefCell<Option<anyhow::Error>>>;
+
+/// The blocks `url` serves, from genesis to the head it announces first.
+fn remote_blocks(url: &str, error: FetchError) -> Result<RemoteBlocks> {
+    Ok(RemoteBlocks {
         http: reqwest::blocking::Client::builder()
             .timeout(std::time::Duration::from_secs(120))
             .build()?,
@@ -307,9 +331,13 @@ fn verify_remote(url: &str, json: bool) -> Result<ExitCode> {
         next: 0,
         head: None,
         page: Vec::new().into_iter(),
-        error: error.clone(),
-    };
-    let result = lode_ledger::verify_blocks(blocks);
+        error,
+    })
+}
+
+fn verify_remote(url: &str, json: bool) -> Result<ExitCode> {
+    let error = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let result = lode_ledger::verify_blocks(remote_blocks(url, error.clone())?);
     if let Some(e) = error.borrow_mut().take() {
         return Err(e.context("fetching the chain"));
     }
@@ -362,9 +390,50 @@ fn print_verify(
     }
 }
 
-fn show(at: &LedgerDir, height: Option<u64>, genesis: bool, json: bool) -> Result<ExitCode> {
-    let view = at.open()?;
-    let st = view.state();
+/// What `lode ledger show` prints from: a local ledger or a replayed remote one.
+struct Shown<'a> {
+    state: &'a lode_ledger::State,
+    /// The directory or URL.
+    source: String,
+    open_report: serde_json::Value,
+    /// The block asked for with --height.
+    block: Option<lode_ledger::Block>,
+}
+
+/// `lode ledger show --from URL`: replays (and so verifies) the served chain,
+/// keeping the block asked for, then shows it like a local ledger.
+fn show_remote(url: &str, height: Option<u64>, genesis: bool, json: bool) -> Result<ExitCode> {
+    let error = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let mut wanted = None;
+    let blocks = remote_blocks(url, error.clone())?.inspect(|(h, b)| {
+        if Some(*h) == height
+            && let Ok(b) = b
+        {
+            wanted = Some(b.clone());
+        }
+    });
+    let result = lode_ledger::verify_blocks(blocks);
+    if let Some(e) = error.borrow_mut().take() {
+        return Err(e.context("fetching the chain"));
+    }
+    let (_, state) =
+        result.map_err(|e| anyhow!("the chain served by {url} does not verify: {e}"))?;
+    if let Some(h) = height
+        && wanted.is_none()
+    {
+        bail!("no block at height {h} (head is {})", state.height());
+    }
+    let source = Shown {
+        state: &state,
+        source: url.to_string(),
+        open_report: serde_json::Value::Null,
+        block: wanted,
+    };
+    show(&source, genesis, json)
+}
+
+fn show(shown: &Shown<'_>, genesis: bool, json: bool) -> Result<ExitCode> {
+    let st = shown.state;
     if genesis {
         if json {
             println!("{}", serde_json::to_string_pretty(st.genesis())?);
@@ -373,10 +442,8 @@ fn show(at: &LedgerDir, height: Option<u64>, genesis: bool, json: bool) -> Resul
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(h) = height {
-        let b = view
-            .block(h)?
-            .ok_or_else(|| anyhow!("no block at height {h} (head is {})", st.height()))?;
+    if let Some(b) = &shown.block {
+        let h = b.header.height;
         let entries: Vec<serde_json::Value> = b.entries.iter().map(Entry::to_view).collect();
         if json {
             let v = serde_json::json!({
@@ -408,7 +475,7 @@ fn show(at: &LedgerDir, height: Option<u64>, genesis: bool, json: bool) -> Resul
     let last_epoch = st.epoch().checked_sub(1).and_then(|e| st.epoch_record(e));
     if json {
         let v = serde_json::json!({
-            "dir": view.dir(),
+            "dir": shown.source,
             "chain_id": st.chain_id(),
             "chain_name": st.genesis().chain_id,
             "validators": st.genesis().validators,
@@ -423,12 +490,12 @@ fn show(at: &LedgerDir, height: Option<u64>, genesis: bool, json: bool) -> Resul
             "nodes": st.nodes().count(),
             "open_jobs": open_jobs,
             "last_epoch": last_epoch,
-            "open_report": view.open_report(),
+            "open_report": shown.open_report,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("ledger      {}", view.dir().display());
+    println!("ledger      {}", shown.source);
     println!("chain       {} ({})", st.chain_id(), st.genesis().chain_id);
     for v in &st.genesis().validators {
         println!("validator   {v}");

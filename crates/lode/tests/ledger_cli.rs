@@ -401,14 +401,15 @@ fn verify_from_a_url_replays_the_served_chain_and_names_the_first_bad_block() {
     }
 
     // `show --from` replays the served chain: the summary and one block.
-    let local_show = json(&[
-        "ledger",
-        "show",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--json",
-    ]);
-    let shown = json(&["ledger", "show", "--from", &url, "--json"]);
+    let d = dir.to_str().unwrap();
+    let show = |at: [&str; 2], extra: &[&str]| {
+        let args: Vec<&str> = ["ledger", "show", at[0], at[1], "--json"]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        json(&args)
+    };
+    let (local_show, shown) = (show(["--data-dir", d], &[]), show(["--from", &url], &[]));
     for k in [
         "chain_id",
         "height",
@@ -420,17 +421,10 @@ fn verify_from_a_url_replays_the_served_chain_and_names_the_first_bad_block() {
         assert_eq!(shown[k], local_show[k], "{k}");
     }
     assert_eq!(shown["dir"], url.as_str());
-    let b2 = json(&["ledger", "show", "--from", &url, "--height", "2", "--json"]);
-    let l2 = json(&[
-        "ledger",
-        "show",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--height",
-        "2",
-        "--json",
-    ]);
-    assert_eq!(b2, l2);
+    assert_eq!(
+        show(["--from", &url], &["--height", "2"]),
+        show(["--data-dir", d], &["--height", "2"])
+    );
     let o = lode(&["ledger", "show", "--from", &url, "--height", "9999"]);
     assert!(!o.status.success());
     assert!(
@@ -442,15 +436,16 @@ fn verify_from_a_url_replays_the_served_chain_and_names_the_first_bad_block() {
     let mut bad = blocks.clone();
     let mid = bad[3].len() / 2;
     bad[3][mid] ^= 0x10;
+    // `verify --from` of a bad chain: exit status 1 and the first bad height.
+    let first_bad = |url: &str| {
+        let o = lode(&["ledger", "verify", "--from", url, "--json"]);
+        assert_eq!(o.status.code(), Some(1));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["ok"], false, "{v}");
+        v["height"].clone()
+    };
     let url = serve_blocks(bad, 2, true);
-    let o = lode(&["ledger", "verify", "--from", &url, "--json"]);
-    assert_eq!(o.status.code(), Some(1));
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(
-        (v["ok"].clone(), v["height"].clone()),
-        (false.into(), 3.into()),
-        "{v}"
-    );
+    assert_eq!(first_bad(&url), 3);
     let o = lode(&["ledger", "show", "--from", &url]);
     assert!(!o.status.success());
     assert!(
@@ -461,24 +456,16 @@ fn verify_from_a_url_replays_the_served_chain_and_names_the_first_bad_block() {
     // A block left out: the gap is named.
     let mut gap = blocks.clone();
     gap.remove(2);
-    let url = serve_blocks(gap, 100, true);
-    let o = lode(&["ledger", "verify", "--from", &url, "--json"]);
-    assert_eq!(o.status.code(), Some(1));
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["height"], 2, "{v}");
+    assert_eq!(first_bad(&serve_blocks(gap, 100, true)), 2);
 
     // Not a Lode server, and nothing listening: clear errors, no panic.
     let url = serve_blocks(blocks, 2, false);
-    let o = lode(&["ledger", "verify", "--from", &url]);
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("X-Lode-Head"),
-        "{o:?}"
-    );
-    let o = lode(&["ledger", "verify", "--from", "http://127.0.0.1:1"]);
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("cannot reach"),
-        "{o:?}"
-    );
+    for (url, why) in [
+        (url.as_str(), "X-Lode-Head"),
+        ("http://127.0.0.1:1", "cannot reach"),
+    ] {
+        let o = lode(&["ledger", "verify", "--from", url]);
+        assert!(!o.status.success());
+        assert!(String::from_utf8_lossy(&o.stderr).contains(why), "{o:?}");
+    }
 }

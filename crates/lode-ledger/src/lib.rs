@@ -17,6 +17,7 @@
 
 pub mod amount;
 pub mod block;
+pub mod consensus;
 pub mod entry;
 pub mod error;
 pub mod genesis;

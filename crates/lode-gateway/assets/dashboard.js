@@ -613,7 +613,7 @@
       card('Treasury', tokens(d.treasury, 2), 'slashes, vetoed deposits, remainders'),
       card('Unbonding', tokens(d.unbonding, 2), `${d.params.unbonding_epochs} epochs`),
     );
-    $('staking-caption').textContent = `validator set: ${(d.validator_set || []).length} in force, ${(d.next_validator_set || []).length} next epoch`;
+    $('staking-caption').textContent = `validator set: ${(d.validator_set || []).length} in force, ${(d.next_validator_set || []).length} next epoch; signing blocks: ${(d.validators_in_force || []).map((v) => `${v.validator.slice(0, 16)}… (power ${v.power})`).join(', ') || 'none'}`;
     const rows = (d.targets || []).map((t) => h('tr', {},
       h('td', {}, h('span', { class: 'mono', text: short(t.target, 18), title: t.target })),
       h('td', { text: t.kind }),

@@ -146,6 +146,16 @@ async fn overview(State(app): State<App>) -> Result<Response, ApiError> {
         "deposits": g.deposits.to_string(),
         "staking_released": g.staking_released.to_string(),
         "validator_set": dids(st.validator_set()),
+        // Who signs blocks with what voting power (issue 14): the staking set,
+        // or the genesis validators while nobody is bonded.
+        "validators_in_force": lode_ledger::consensus::ValidatorSet::in_force(st)
+            .map(|s| {
+                s.validators()
+                    .iter()
+                    .map(|v| json!({"validator": v.did.to_string(), "power": v.power}))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default(),
         "next_validator_set": dids(st.next_validator_set()),
         "targets": targets,
         "targets_total": total_targets,

@@ -142,6 +142,16 @@ fn stake_delegate_vote_a_parameter_through_and_verify() {
     assert_eq!(s, 200);
     assert_eq!(stats["k"], 5);
 
+    // Nobody bonded yet: the genesis validator (the gateway) signs, power 1.
+    let (_, st0) = get(&url, "/v1/staking");
+    let in_force = &st0["validators_in_force"];
+    assert_eq!(in_force.as_array().map(Vec::len), Some(1), "{st0}");
+    assert_eq!(
+        in_force[0]["validator"],
+        get(&url, "/v1/ledger").1["validator"]
+    );
+    assert_eq!(in_force[0]["power"], 1);
+
     // Bond behind oneself (a validator candidate), then delegate to it.
     let st = lode_json(&with(&["stake", "bond", "1000 LODE"], &req));
     assert_eq!(st["kind"], "bond");
@@ -390,6 +400,19 @@ fn stake_delegate_vote_a_parameter_through_and_verify() {
         },
     );
 
+    // After the epoch closes the staking set signs: power in whole tokens.
+    let (_, st1) = get(&url, "/v1/staking");
+    let in_force = &st1["validators_in_force"];
+    assert_eq!(in_force[0]["validator"], me.as_str(), "{st1}");
+    let power: u128 = st1["targets"][0]["power"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        in_force[0]["power"].as_u64().map(u128::from),
+        Some(power / lode_ledger::ONE_TOKEN)
+    );
     let epochs = get(&url, "/v1/staking").1["recent_epochs"].clone();
     assert!(epochs.as_array().is_some_and(|a| !a.is_empty()), "{epochs}");
     net.stop_gateway();

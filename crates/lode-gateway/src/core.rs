@@ -2061,6 +2061,7 @@ impl Core {
             .values()
             .map(|s| {
                 let st = self.sched.node_status(&s.node);
+                let stake = self.sched.stake_exposure(&s.node);
                 serde_json::json!({
                     "node": s.node.to_string(),
                     "last_seen_ms": s.last_seen_ms,
@@ -2081,8 +2082,8 @@ impl Core {
                     "first_replicas": st.as_ref().map(|x| x.stats.first_replicas),
                     "assigned": st.as_ref().map(|x| x.stats.assigned),
                     "accepted_on_trust": st.as_ref().map(|x| x.stats.accepted_on_trust),
-                    "stake_cover": self.sched.stake_exposure(&s.node).map(|(c, _)| c.to_string()),
-                    "stake_exposure": self.sched.stake_exposure(&s.node).map(|(_, e)| e.to_string()),
+                    "stake_cover": stake.map(|(c, _)| c.to_string()),
+                    "stake_exposure": stake.map(|(_, e)| e.to_string()),
                 })
             })
             .collect()

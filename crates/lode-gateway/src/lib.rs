@@ -209,7 +209,9 @@ pub async fn serve(
         every(period, move || storage_api::tick(&app))
     };
     let referee_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let referee = spawn_referee(app.clone(), referee_stop.clone());
+    // Only a chain with staking has stake to slash (its genesis never changes).
+    let staking = app.lock().ledger().state().genesis().staking.is_some();
+    let referee = staking.then(|| spawn_referee(app.clone(), referee_stop.clone()));
     let router = http::router(app.clone());
     let dash = app.dashboard().clone();
     let shutdown = async move {
@@ -231,7 +233,9 @@ pub async fn serve(
     collector.abort();
     storage_ticker.abort();
     referee_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = referee.join();
+    if let Some(r) = referee {
+        let _ = r.join();
+    }
     // Make whatever is queued durable before exiting.
     app.lock().shutdown(http::now_ms());
     result.map_err(GatewayError::Serve)

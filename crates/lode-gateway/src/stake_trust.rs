@@ -84,12 +84,7 @@ pub fn slashable(state: &State, node: &Did) -> bool {
 
 /// The claim a result makes.
 pub fn claim_of(chain: Hash32, job: Hash32, unit: u32, d: &ResultDigest) -> ResultClaim {
-    ResultClaim {
-        chain,
-        job,
-        unit: u64::from(unit),
-        result: ResultClaim::result_hash(&d.output_hash, d.exit_code, d.fuel_used),
-    }
+    ResultClaim::of_result(chain, job, unit, &d.output_hash, d.exit_code, d.fuel_used)
 }
 
 /// A rejected result of a staked node, to be re-run before it is slashed.

@@ -402,6 +402,24 @@ impl Message for ResultClaim {
 }
 
 impl ResultClaim {
+    /// The claim of a result of unit `unit` of `job`: what replicas compare
+    /// (the output's SHA-256, exit code, fuel).
+    pub fn of_result(
+        chain: Hash32,
+        job: JobId,
+        unit: u32,
+        output_hash: &Hash32,
+        exit_code: i32,
+        fuel_used: u64,
+    ) -> Self {
+        Self {
+            chain,
+            job,
+            unit: u64::from(unit),
+            result: Self::result_hash(output_hash, exit_code, fuel_used),
+        }
+    }
+
     /// The `result` of a claim: SHA-256 over a domain tag, the output's SHA-256,
     /// the exit code and the fuel used (what replicas are compared on).
     pub fn result_hash(output_hash: &Hash32, exit_code: i32, fuel_used: u64) -> Hash32 {

@@ -77,26 +77,19 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
 /// Verifies an open store. Blocks are read and decoded on one thread while
 /// the previous ones are applied on this one (at most a few blocks in flight).
 pub fn verify_store(store: &BlockStore) -> Result<VerifyReport, VerifyError> {
-    let mut result = None;
-    let read = std::thread::scope(|s| {
+    let (result, read) = std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Result<Block, CanonicalError>)>(4);
         let reader = s.spawn(move || {
             for_each_block(store, |height, bytes| {
                 tx.send((height, Block::from_bytes(bytes))).is_ok()
             })
         });
-        result = Some(verify_blocks(rx));
-        // Dropping the receiver (above) stops the reader at its next block.
-        reader.join().unwrap_or(Ok(()))
+        // Dropping the receiver (in verify_blocks) stops the reader at its next block.
+        let result = verify_blocks(rx);
+        (result, reader.join().unwrap_or(Ok(())))
     });
-    let (report, state) = match result {
-        Some(Ok(r)) => {
-            read?;
-            r
-        }
-        Some(Err(e)) => return Err(e),
-        None => return Err(VerifyError::Empty),
-    };
+    let (report, state) = result?;
+    read?;
     // The claims index (derived) must agree with the replayed state.
     let indexed = store.claims_at(state.height())?;
     let actual: std::collections::BTreeMap<_, _> = state.claims().map(|(a, v)| (*a, *v)).collect();

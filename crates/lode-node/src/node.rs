@@ -901,16 +901,14 @@ impl EventLoop {
                 Disposition::Report(outcome) => {
                     let claim = self.chain.map(|chain| {
                         let (exit_code, fuel_used, output) = outcome.compared();
-                        ResultClaim {
+                        ResultClaim::of_result(
                             chain,
-                            job: d.unit.job,
-                            unit: u64::from(d.unit.unit),
-                            result: ResultClaim::result_hash(
-                                &Hash32::sha256(output),
-                                exit_code,
-                                fuel_used,
-                            ),
-                        }
+                            d.unit.job,
+                            d.unit.unit,
+                            &Hash32::sha256(output),
+                            exit_code,
+                            fuel_used,
+                        )
                         .sign(&self.node.key)
                     });
                     self.outbox.push_report(UnitReport {

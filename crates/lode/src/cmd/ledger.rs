@@ -230,7 +230,8 @@ struct RemoteBlocks {
     next: u64,
     head: Option<u64>,
     page: std::vec::IntoIter<(u64, Vec<u8>)>,
-    error: FetchError,
+    /// Why the stream ended early, if it did (read after the replay).
+    error: Option<anyhow::Error>,
 }
 
 impl RemoteBlocks {
@@ -311,7 +312,7 @@ impl Iterator for RemoteBlocks {
             match self.fetch() {
                 Ok(page) => self.page = page.into_iter(),
                 Err(e) => {
-                    *self.error.borrow_mut() = Some(e);
+                    self.error = Some(e);
                     return None;
                 }
             }
@@ -319,10 +320,8 @@ impl Iterator for RemoteBlocks {
     }
 }
 
-type FetchError = std::rc::Rc<std::cell::RefCell<Option<anyhow::Error>>>;
-
 /// The blocks `url` serves, from genesis to the head it announces first.
-fn remote_blocks(url: &str, error: FetchError) -> Result<RemoteBlocks> {
+fn remote_blocks(url: &str) -> Result<RemoteBlocks> {
     Ok(RemoteBlocks {
         http: reqwest::blocking::Client::builder()
             .timeout(std::time::Duration::from_secs(120))
@@ -331,14 +330,14 @@ fn remote_blocks(url: &str, error: FetchError) -> Result<RemoteBlocks> {
         next: 0,
         head: None,
         page: Vec::new().into_iter(),
-        error,
+        error: None,
     })
 }
 
 fn verify_remote(url: &str, json: bool) -> Result<ExitCode> {
-    let error = std::rc::Rc::new(std::cell::RefCell::new(None));
-    let result = lode_ledger::verify_blocks(remote_blocks(url, error.clone())?);
-    if let Some(e) = error.borrow_mut().take() {
+    let mut blocks = remote_blocks(url)?;
+    let result = lode_ledger::verify_blocks(&mut blocks);
+    if let Some(e) = blocks.error.take() {
         return Err(e.context("fetching the chain"));
     }
     print_verify(result.map(|(r, _)| r), json)
@@ -403,17 +402,17 @@ struct Shown<'a> {
 /// `lode ledger show --from URL`: replays (and so verifies) the served chain,
 /// keeping the block asked for, then shows it like a local ledger.
 fn show_remote(url: &str, height: Option<u64>, genesis: bool, json: bool) -> Result<ExitCode> {
-    let error = std::rc::Rc::new(std::cell::RefCell::new(None));
     let mut wanted = None;
-    let blocks = remote_blocks(url, error.clone())?.inspect(|(h, b)| {
+    let mut blocks = remote_blocks(url)?;
+    let replay = blocks.by_ref().inspect(|(h, b)| {
         if Some(*h) == height
             && let Ok(b) = b
         {
             wanted = Some(b.clone());
         }
     });
-    let result = lode_ledger::verify_blocks(blocks);
-    if let Some(e) = error.borrow_mut().take() {
+    let result = lode_ledger::verify_blocks(replay);
+    if let Some(e) = blocks.error.take() {
         return Err(e.context("fetching the chain"));
     }
     let (_, state) =

@@ -827,8 +827,8 @@ pub const BLOCKS_PAGE_BYTES: usize = 8 << 20;
 
 /// Raw blocks for anyone to replay (`lode ledger verify --from URL`): from
 /// height `from` (default 0), at most `limit` (default and most 256) and about
-/// 8 MiB; each as a 4-byte big-endian length and the block's canonical bytes.
-/// `X-Lode-Head` is the head height.
+/// 8 MiB; framed as `lode_ledger::raw` says (this chain's blocks carry no
+/// certificate). `X-Lode-Head` is the head height.
 async fn ledger_raw(
     State(app): State<App>,
     q: Result<Query<crate::dashboard::BlocksQuery>, QueryRejection>,
@@ -854,8 +854,7 @@ async fn ledger_raw(
         let bytes = block
             .to_bytes()
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        body.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-        body.extend_from_slice(&bytes);
+        lode_ledger::raw::push_frame(&mut body, &bytes, None);
         if body.len() >= BLOCKS_PAGE_BYTES {
             break;
         }

@@ -135,10 +135,16 @@ impl ValidatorSet {
     /// The set the ledger state puts in force for its next block: the staking
     /// set stored at the last epoch close (power = bonded whole tokens, at
     /// least 1), or, while there is none (no staking, or nobody bonded yet),
-    /// the genesis validators with power 1 each.
+    /// the `[consensus]` validators with their genesis power (a replicated
+    /// chain) or the genesis validators with power 1 each. The staking set
+    /// changes only at an epoch close, so a new set takes effect from the
+    /// block after the one that closed the epoch: never within a height.
     pub fn in_force(state: &State) -> Result<Self, CertError> {
         let staked = state.validator_set();
         let validators: Vec<Validator> = if staked.is_empty() {
+            if let Some(c) = &state.genesis().consensus {
+                return Self::new(c.validators.clone());
+            }
             state
                 .genesis()
                 .validators

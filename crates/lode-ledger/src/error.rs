@@ -153,7 +153,7 @@ pub enum BlockError {
     WrongPrevHash { expected: Hash32, found: Hash32 },
     #[error("block time {found} ms is before the previous block's {previous} ms")]
     TimestampRegressed { previous: u64, found: u64 },
-    #[error("block signer {0} is not a genesis validator")]
+    #[error("block signer {0} is not a validator in force")]
     NotAValidator(Did),
     #[error("block signature does not verify")]
     BadSignature,
@@ -175,6 +175,10 @@ pub enum BlockError {
     Encoding(#[from] CanonicalError),
     #[error("genesis block is invalid: {0}")]
     BadGenesisBlock(String),
+    #[error("commit certificate: {0}")]
+    Certificate(#[from] crate::consensus::CertError),
+    #[error("a block of a replicated chain needs its commit certificate")]
+    MissingCertificate,
     #[error(transparent)]
     Genesis(#[from] GenesisError),
 }

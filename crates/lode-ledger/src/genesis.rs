@@ -44,9 +44,11 @@ pub const MAX_VALIDATORS: usize = 64;
 /// without them encodes exactly as before they existed (same bytes, so every
 /// existing chain keeps its genesis hash); with them, each present section
 /// follows the legacy fields as an `Option` (`[staking]` first; a
-/// `[governance]` section requires `[staking]`, which keeps the trailing
-/// encoding unambiguous). See `GenesisBinary` below.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// `[governance]` section requires `[staking]`). `[consensus]` (issue 14)
+/// follows in the same way: the sections are written in their order up to the
+/// last present one, each as an `Option`, so an absent section before a
+/// present one is a `None` byte. See `GenesisBinary` below.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Genesis {
     /// Human-readable network name (signed entries bind the genesis *hash*).
     pub chain_id: String,
@@ -54,7 +56,6 @@ pub struct Genesis {
     pub genesis_time_ms: u64,
     /// Block signers. May be empty in a file: the ledger that creates the chain
     /// fills in its own key.
-    #[serde(default)]
     pub validators: Vec<Did>,
     pub token: TokenParams,
     pub epoch: EpochParams,
@@ -62,15 +63,99 @@ pub struct Genesis {
     /// Reward weight per unit of each contribution kind. A receipt whose kind
     /// has no weight here is rejected; weight 0 pays fees but earns no emission.
     pub contribution_weights: BTreeMap<ContributionKind, u64>,
-    #[serde(rename = "allocation")]
     pub allocations: Vec<Allocation>,
     /// Staking and slashing (see `docs/design/staking.md`). `None`: staking is
     /// off (no staking entry is accepted, no emission goes to stakers).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staking: Option<StakingParams>,
     /// Stake-weighted governance. `None`: no proposals are accepted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub governance: Option<GovernanceParams>,
+    /// A replicated chain: blocks are decided by a BFT validator set and carry
+    /// commit certificates; gateways submit their entries in signed batches
+    /// (docs/design/validators.md). `None`: the single-validator chain, whose
+    /// one validator signs every block.
+    pub consensus: Option<ConsensusParams>,
+}
+
+/// The text form written out (every field; absent sections omitted).
+#[derive(Serialize)]
+struct GenesisTextOut<'a> {
+    chain_id: &'a str,
+    genesis_time_ms: u64,
+    validators: &'a [Did],
+    token: &'a TokenParams,
+    epoch: &'a EpochParams,
+    emission: &'a EmissionParams,
+    contribution_weights: &'a BTreeMap<ContributionKind, u64>,
+    #[serde(rename = "allocation")]
+    allocations: &'a [Allocation],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    staking: &'a Option<StakingParams>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    governance: &'a Option<GovernanceParams>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consensus: &'a Option<ConsensusParams>,
+}
+
+/// The legacy fields, borrowed, in their binary order.
+#[derive(Serialize)]
+struct GenesisV1Out<'a> {
+    chain_id: &'a str,
+    genesis_time_ms: u64,
+    validators: &'a [Did],
+    token: &'a TokenParams,
+    epoch: &'a EpochParams,
+    emission: &'a EmissionParams,
+    contribution_weights: &'a BTreeMap<ContributionKind, u64>,
+    allocations: &'a [Allocation],
+}
+
+impl Serialize for Genesis {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            return GenesisTextOut {
+                chain_id: &self.chain_id,
+                genesis_time_ms: self.genesis_time_ms,
+                validators: &self.validators,
+                token: &self.token,
+                epoch: &self.epoch,
+                emission: &self.emission,
+                contribution_weights: &self.contribution_weights,
+                allocations: &self.allocations,
+                staking: &self.staking,
+                governance: &self.governance,
+                consensus: &self.consensus,
+            }
+            .serialize(s);
+        }
+        use serde::ser::SerializeTuple;
+        let present = [
+            self.staking.is_some(),
+            self.governance.is_some(),
+            self.consensus.is_some(),
+        ];
+        let sections = present.iter().rposition(|p| *p).map_or(0, |i| i + 1);
+        let mut t = s.serialize_tuple(1 + sections)?;
+        t.serialize_element(&GenesisV1Out {
+            chain_id: &self.chain_id,
+            genesis_time_ms: self.genesis_time_ms,
+            validators: &self.validators,
+            token: &self.token,
+            epoch: &self.epoch,
+            emission: &self.emission,
+            contribution_weights: &self.contribution_weights,
+            allocations: &self.allocations,
+        })?;
+        if sections > 0 {
+            t.serialize_element(&self.staking)?;
+        }
+        if sections > 1 {
+            t.serialize_element(&self.governance)?;
+        }
+        if sections > 2 {
+            t.serialize_element(&self.consensus)?;
+        }
+        t.end()
+    }
 }
 
 /// The genesis fields that existed before the optional sections, in their
@@ -103,6 +188,7 @@ impl From<GenesisV1> for Genesis {
             allocations: g.allocations,
             staking: None,
             governance: None,
+            consensus: None,
         }
     }
 }
@@ -125,6 +211,8 @@ struct GenesisText {
     staking: Option<StakingParams>,
     #[serde(default)]
     governance: Option<GovernanceParams>,
+    #[serde(default)]
+    consensus: Option<ConsensusParams>,
 }
 
 impl<'de> Deserialize<'de> for Genesis {
@@ -142,13 +230,14 @@ impl<'de> Deserialize<'de> for Genesis {
                 allocations: t.allocations,
                 staking: t.staking,
                 governance: t.governance,
+                consensus: t.consensus,
             });
         }
-        d.deserialize_tuple(3, GenesisBinary)
+        d.deserialize_tuple(4, GenesisBinary)
     }
 }
 
-/// Binary decoding: the legacy fields, then up to two trailing `Option`s.
+/// Binary decoding: the legacy fields, then up to three trailing `Option`s.
 /// A genesis is always the last value of what holds it (the only entry of
 /// block 0; snapshots store it as separate bytes), so a section that is absent
 /// is simply the end of the input. Reading past the end is an error that is
@@ -166,10 +255,13 @@ impl<'de> serde::de::Visitor<'de> for GenesisBinary {
             .next_element()?
             .ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
         let mut g = Genesis::from(base);
-        if let Ok(Some(Some(s))) = seq.next_element::<Option<StakingParams>>() {
-            g.staking = Some(s);
-            if let Ok(Some(Some(gov))) = seq.next_element::<Option<GovernanceParams>>() {
-                g.governance = Some(gov);
+        if let Ok(Some(staking)) = seq.next_element::<Option<StakingParams>>() {
+            g.staking = staking;
+            if let Ok(Some(gov)) = seq.next_element::<Option<GovernanceParams>>() {
+                g.governance = gov;
+                if let Ok(Some(c)) = seq.next_element::<Option<ConsensusParams>>() {
+                    g.consensus = c;
+                }
             }
         }
         Ok(g)
@@ -244,6 +336,34 @@ impl Default for StakingParams {
             downtime_slash_bps: default_downtime_slash_bps(),
             fault_slash_bps: default_fault_slash_bps(),
         }
+    }
+}
+
+/// Most gateways a genesis may list.
+pub const MAX_GATEWAYS: usize = 64;
+
+/// `[consensus]`: a replicated chain (docs/design/validators.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusParams {
+    /// The initial validators and their voting power: the set that decides
+    /// blocks until a staking set exists. The genesis `validators` list must
+    /// name exactly these (a chain creator may leave it empty to have it filled).
+    #[serde(rename = "validator")]
+    pub validators: Vec<crate::consensus::Validator>,
+    /// Gateways whose signed batches may carry gateway-made entries (work
+    /// receipts, settlements, penalties, …). A job's receipts are accepted only
+    /// from the gateway whose batch carried its escrow.
+    #[serde(default, rename = "gateway")]
+    pub gateways: Vec<Did>,
+}
+
+impl ConsensusParams {
+    /// The genesis validator set (sorted, checked).
+    pub fn validator_set(
+        &self,
+    ) -> Result<crate::consensus::ValidatorSet, crate::consensus::CertError> {
+        crate::consensus::ValidatorSet::new(self.validators.clone())
     }
 }
 
@@ -386,6 +506,8 @@ pub enum GenesisError {
     BadGovernanceParam(&'static str),
     #[error("a [governance] section needs a [staking] section (votes are weighted by stake)")]
     GovernanceWithoutStaking,
+    #[error("[consensus]: {0}")]
+    BadConsensus(String),
 }
 
 impl Genesis {
@@ -519,7 +641,8 @@ impl Genesis {
         Ok(())
     }
 
-    /// Full validation, including a non-empty, duplicate-free validator set.
+    /// Full validation, including a non-empty, duplicate-free validator set
+    /// (on a replicated chain: exactly the `[consensus]` validators).
     pub fn validate(&self) -> Result<(), GenesisError> {
         self.validate_tokenomics()?;
         if self.validators.is_empty() || self.validators.len() > MAX_VALIDATORS {
@@ -531,7 +654,36 @@ impl Genesis {
                 return Err(GenesisError::DuplicateValidator(*v));
             }
         }
+        if let Some(c) = &self.consensus {
+            let set = c
+                .validator_set()
+                .map_err(|e| GenesisError::BadConsensus(e.to_string()))?;
+            let listed: std::collections::BTreeSet<Did> =
+                set.validators().iter().map(|v| v.did).collect();
+            if listed != seen {
+                return Err(GenesisError::BadConsensus(
+                    "`validators` must list exactly the [consensus] validators".into(),
+                ));
+            }
+            if c.gateways.len() > MAX_GATEWAYS {
+                return Err(GenesisError::BadConsensus(format!(
+                    "{} gateways, at most {MAX_GATEWAYS}",
+                    c.gateways.len()
+                )));
+            }
+            let gws: std::collections::BTreeSet<Did> = c.gateways.iter().copied().collect();
+            if gws.len() != c.gateways.len() {
+                return Err(GenesisError::BadConsensus(
+                    "a gateway is listed twice".into(),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether blocks are decided by a BFT validator set (`[consensus]`).
+    pub fn replicated(&self) -> bool {
+        self.consensus.is_some()
     }
 
     /// Size of the contributors' reward pool.

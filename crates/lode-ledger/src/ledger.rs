@@ -155,7 +155,10 @@ pub struct Ledger {
 /// Loads the state at the head of `store`: newest valid snapshot, then
 /// replays the blocks after it with full verification. A failing LAST block
 /// is a torn tail: dropped when `repair` (writer), an error otherwise.
-fn load_state(store: &BlockStore, repair: bool) -> Result<(State, OpenReport), LedgerError> {
+pub(crate) fn load_state(
+    store: &BlockStore,
+    repair: bool,
+) -> Result<(State, OpenReport), LedgerError> {
     let head = store.head()?.ok_or(LedgerError::Empty)?;
     let mut report = OpenReport {
         head,
@@ -223,6 +226,7 @@ impl Ledger {
             block: &block.to_bytes()?,
             events: &events,
             claims: &[],
+            certificate: None,
         })?;
         store.put_snapshot(0, &snapshot_bytes(producer.state())?, config.keep_snapshots)?;
         Ok(Self::assemble(
@@ -363,6 +367,7 @@ impl Ledger {
             block: &p.bytes,
             events: &p.events,
             claims: &p.claims,
+            certificate: None,
         });
         if let Err(e) = r {
             self.producer.abort(p);
@@ -444,13 +449,13 @@ impl Ledger {
     }
 }
 
-fn snapshot_bytes(state: &State) -> Result<Vec<u8>, LedgerError> {
+pub(crate) fn snapshot_bytes(state: &State) -> Result<Vec<u8>, LedgerError> {
     state
         .to_snapshot()
         .map_err(|e| LedgerError::Encoding(CanonicalError::Encode(e.to_string())))
 }
 
-fn read_block(store: &BlockStore, height: u64) -> Result<Option<Block>, LedgerError> {
+pub(crate) fn read_block(store: &BlockStore, height: u64) -> Result<Option<Block>, LedgerError> {
     match store.block_bytes(height)? {
         None => Ok(None),
         Some(b) => Block::from_bytes(&b)
@@ -459,7 +464,7 @@ fn read_block(store: &BlockStore, height: u64) -> Result<Option<Block>, LedgerEr
     }
 }
 
-fn claims_tree(
+pub(crate) fn claims_tree(
     store: &BlockStore,
     state: &State,
     epoch: u64,
@@ -479,7 +484,7 @@ fn claims_tree(
     Ok(tree)
 }
 
-fn claim_proof(
+pub(crate) fn claim_proof(
     store: &BlockStore,
     state: &State,
     address: &EvmAddress,

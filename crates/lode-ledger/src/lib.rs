@@ -26,6 +26,8 @@ pub mod lthash;
 pub mod merkle;
 mod par;
 pub mod producer;
+pub mod raw;
+pub mod replica;
 pub mod rewards;
 pub mod state;
 pub mod store;
@@ -42,16 +44,18 @@ pub use entry::{
 };
 pub use error::{BlockError, EntryError};
 pub use genesis::{
-    Allocation, AllocationRole, Genesis, GenesisError, GovernanceParams, StakingParams,
+    Allocation, AllocationRole, ConsensusParams, Genesis, GenesisError, GovernanceParams,
+    StakingParams,
 };
 pub use ledger::{
     ClaimProof, Ledger, LedgerConfig, LedgerError, LedgerView, OpenReport, SealedBlock,
 };
 pub use merkle::StandardMerkleTree;
-pub use producer::{ProduceError, Producer};
+pub use producer::{ProduceError, Producer, Staged};
+pub use replica::{Replica, ReplicaError};
 pub use state::{
     Account, ChainParams, EntryCtx, Event, EventKind, FairnessReport, Job, Node, PendingEarnings,
     Proposal, ProposalStatus, StakeTarget, StakingGlobals, State, SupplyReport, Tally, apply,
 };
 pub use store::{BlockStore, StoreError};
-pub use verify::{BlockFault, VerifyError, VerifyReport, verify, verify_blocks};
+pub use verify::{BlockFault, BlockItem, VerifyError, VerifyReport, verify, verify_blocks};

@@ -51,6 +51,23 @@ pub struct Prepared {
     pending_before: usize,
 }
 
+/// Another validator's block, applied but not committed (replicated chains).
+#[derive(Debug)]
+pub struct Staged {
+    pub block: Block,
+    staged: crate::state::StagedBlock,
+    /// Account events of the block (for a history index).
+    pub events: Vec<crate::state::Event>,
+    /// Payout addresses whose cumulative withdrawal changed, with the new value.
+    pub claims: Vec<(EvmAddress, Amount)>,
+}
+
+impl Staged {
+    pub fn hash(&self) -> Hash32 {
+        self.staged.hash
+    }
+}
+
 /// The validator's block producer.
 #[derive(Debug, Clone)]
 pub struct Producer {
@@ -72,6 +89,7 @@ impl Producer {
         let mut state = State::from_genesis(&g)?;
         let entries = vec![Entry::Genesis(Box::new(g.clone()))];
         let encoded = block::encode_entries(&entries)?;
+        let replicated = g.consensus.is_some();
         let header = BlockHeader {
             version: BLOCK_VERSION,
             height: 0,
@@ -80,16 +98,29 @@ impl Producer {
             entries_root: block::entries_root(&encoded),
             entry_count: 1,
             state_root: state.state_root(),
-            validator: validator.did(),
+            validator: match &g.consensus {
+                Some(c) => first_validator(c)?,
+                None => validator.did(),
+            },
         };
-        let block = Block::seal(header, entries, &validator);
+        let block = if replicated {
+            Block {
+                header,
+                signature: lode_proto::Signature([0; 64]),
+                entries,
+            }
+        } else {
+            Block::seal(header, entries, &validator)
+        };
         state.set_genesis_hash(block.hash());
         Ok((Producer::resume(state, validator)?, block))
     }
 
     /// Continues from a state (e.g. loaded from a store).
     pub fn resume(state: State, validator: Keypair) -> Result<Producer, ProduceError> {
-        if !state.genesis().validators.contains(&validator.did()) {
+        // On a replicated chain the set changes with staking; whether this key
+        // may propose a given block is the consensus engine's question.
+        if !state.replicated() && !state.genesis().validators.contains(&validator.did()) {
             return Err(ProduceError::NotAValidator(validator.did()));
         }
         Ok(Producer {
@@ -161,6 +192,23 @@ impl Producer {
     /// nothing to write. Until [`Producer::commit`] or [`Producer::abort`],
     /// nothing else may be done with this producer.
     pub fn prepare(&mut self, now_ms: u64) -> Result<Option<Prepared>, ProduceError> {
+        self.prepare_block(now_ms, false)
+    }
+
+    /// Like [`Producer::prepare`], also when the block would be empty (a
+    /// replicated chain decides a block at every height).
+    pub fn prepare_always(&mut self, now_ms: u64) -> Result<Prepared, ProduceError> {
+        self.prepare_block(now_ms, true)?
+            .ok_or(ProduceError::Encoding(CanonicalError::Encode(
+                "no block prepared".into(),
+            )))
+    }
+
+    fn prepare_block(
+        &mut self,
+        now_ms: u64,
+        allow_empty: bool,
+    ) -> Result<Option<Prepared>, ProduceError> {
         let time = now_ms.max(self.state.totals().timestamp_ms);
         let height = self.state.height() + 1;
         let mark = self.state.mark();
@@ -172,7 +220,7 @@ impl Producer {
             self.pending.truncate(pending_before);
             return Err(e);
         }
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && !allow_empty {
             return Ok(None);
         }
         let encoded = match block::encode_entries(&self.pending) {
@@ -236,6 +284,44 @@ impl Producer {
         self.pending = entries;
     }
 
+    /// Rolls the open block back (the state returns to the last committed
+    /// block) and returns its entries.
+    pub fn take_pending(&mut self) -> Vec<Entry> {
+        if self.state.has_uncommitted() {
+            let m = self.state.committed_mark();
+            self.state.rollback(&m);
+        }
+        self.state.take_events();
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Checks and applies another validator's block without committing it
+    /// (the open block must be empty: see [`Producer::take_pending`]).
+    pub fn stage(&mut self, block: Block) -> Result<Staged, crate::BlockError> {
+        debug_assert!(self.pending.is_empty());
+        let staged = self.state.stage_block(&block)?;
+        let events = self.state.take_events();
+        let claims = self.state.changed_claims();
+        Ok(Staged {
+            block,
+            staged,
+            events,
+            claims,
+        })
+    }
+
+    /// A staged block was decided: make it the head (after it is durable).
+    pub fn finish(&mut self, s: Staged) -> Block {
+        self.state
+            .finish_block(s.staged.lt, s.staged.root, s.staged.hash);
+        s.block
+    }
+
+    /// A staged block was not decided: undo it.
+    pub fn unstage(&mut self, s: Staged) {
+        self.state.rollback(&s.staged.mark);
+    }
+
     /// prepare + commit, for in-memory chains.
     pub fn seal(&mut self, now_ms: u64) -> Result<Option<Block>, ProduceError> {
         Ok(self.prepare(now_ms)?.map(|p| self.commit(p)))
@@ -267,17 +353,33 @@ impl Producer {
     }
 }
 
-/// Fills an empty validator list with `validator` and validates.
+/// Fills an empty validator list (with `validator`, or on a replicated chain
+/// with the `[consensus]` validators) and validates. On a single-validator
+/// chain `validator` must be listed.
 pub fn complete_genesis(genesis: &Genesis, validator: &Keypair) -> Result<Genesis, ProduceError> {
     let mut g = genesis.clone();
     if g.validators.is_empty() {
-        g.validators.push(validator.did());
+        match &g.consensus {
+            Some(c) => {
+                let mut dids: Vec<lode_proto::Did> = c.validators.iter().map(|v| v.did).collect();
+                dids.sort();
+                g.validators = dids;
+            }
+            None => g.validators.push(validator.did()),
+        }
     }
     g.validate()?;
-    if !g.validators.contains(&validator.did()) {
+    if g.consensus.is_none() && !g.validators.contains(&validator.did()) {
         return Err(ProduceError::NotAValidator(validator.did()));
     }
     Ok(g)
+}
+
+fn first_validator(c: &crate::genesis::ConsensusParams) -> Result<lode_proto::Did, ProduceError> {
+    let set = c
+        .validator_set()
+        .map_err(|e| GenesisError::BadConsensus(e.to_string()))?;
+    Ok(set.validators()[0].did)
 }
 
 /// Canonical block bytes assembled from pre-encoded entries (identical to

@@ -484,6 +484,15 @@ pub struct EntryCtx {
     pub signature_checked: bool,
 }
 
+/// A block applied but not yet committed (see `State::stage_block`).
+#[derive(Debug, Clone)]
+pub(crate) struct StagedBlock {
+    pub(crate) lt: LtHash,
+    pub(crate) root: Hash32,
+    pub(crate) hash: Hash32,
+    pub(crate) mark: Mark,
+}
+
 /// A rollback point.
 #[derive(Debug, Clone)]
 pub struct Mark {
@@ -782,11 +791,28 @@ impl State {
             });
         }
         let mut s = State::from_genesis(g)?;
-        if !g.validators.contains(&h.validator) {
-            return Err(BlockError::NotAValidator(h.validator));
-        }
-        if !block.signature_valid() {
-            return Err(BlockError::BadSignature);
+        if let Some(c) = &g.consensus {
+            // A replicated chain's genesis block is signed by nobody: every
+            // validator builds the same one from the agreed genesis file. Its
+            // one accepted spelling names the first validator and carries a
+            // zero signature.
+            let first = c
+                .validator_set()
+                .map_err(|e| bad(&e.to_string()))?
+                .validators()[0]
+                .did;
+            if h.validator != first || block.signature.0 != [0u8; 64] {
+                return Err(bad(
+                    "a replicated chain's genesis block names its first validator and carries no signature",
+                ));
+            }
+        } else {
+            if !g.validators.contains(&h.validator) {
+                return Err(BlockError::NotAValidator(h.validator));
+            }
+            if !block.signature_valid() {
+                return Err(BlockError::BadSignature);
+            }
         }
         if h.timestamp_ms != g.genesis_time_ms {
             return Err(bad("timestamp must equal genesis_time_ms"));
@@ -1399,6 +1425,16 @@ impl State {
         }
     }
 
+    /// The mark of the last commit (rolling back to it drops everything uncommitted).
+    pub(crate) fn committed_mark(&self) -> Mark {
+        let mut m = self.mark();
+        m.maps = [0; 11];
+        m.staking = [0; 7];
+        m.totals = self.committed_totals.clone();
+        m.events = 0;
+        m
+    }
+
     /// Whether entries were applied since the last commit.
     pub fn has_uncommitted(&self) -> bool {
         let m = self.mark();
@@ -1474,6 +1510,41 @@ impl State {
 
     /// Checks and applies a whole block, all or nothing.
     pub fn apply_block(&mut self, block: &Block) -> Result<(), BlockError> {
+        let s = self.stage_block(block)?;
+        self.finish_block(s.lt, s.root, s.hash);
+        Ok(())
+    }
+
+    /// Whether blocks are decided by a validator set with certificates.
+    pub fn replicated(&self) -> bool {
+        self.genesis.consensus.is_some()
+    }
+
+    /// The validator set that decides the next block (see
+    /// [`crate::consensus::ValidatorSet::in_force`]).
+    pub fn validators_in_force(
+        &self,
+    ) -> Result<crate::consensus::ValidatorSet, crate::consensus::CertError> {
+        crate::consensus::ValidatorSet::in_force(self)
+    }
+
+    /// Checks that `cert` finalizes `block` as the next block of this chain:
+    /// precommits of more than 2/3 of the power in force (call before
+    /// applying the block).
+    pub fn check_certificate(
+        &self,
+        block: &Block,
+        cert: &crate::consensus::CommitCertificate,
+    ) -> Result<(), BlockError> {
+        let set = self.validators_in_force()?;
+        cert.verify(self.chain_id, block.header.height, block.hash(), &set)?;
+        Ok(())
+    }
+
+    /// Checks and applies a whole block without committing it: on success the
+    /// state holds the block's changes, which [`State::rollback`] to the
+    /// returned mark undoes, or `finish_block` makes the new head.
+    pub(crate) fn stage_block(&mut self, block: &Block) -> Result<StagedBlock, BlockError> {
         let h = &block.header;
         if h.version != BLOCK_VERSION {
             return Err(BlockError::UnsupportedVersion(h.version));
@@ -1496,7 +1567,13 @@ impl State {
                 found: h.timestamp_ms,
             });
         }
-        if !self.genesis.validators.contains(&h.validator) {
+        if self.replicated() {
+            // The proposer must be in the set in force; the certificate (checked
+            // by the caller) is what makes the block final.
+            if self.validators_in_force()?.power_of(&h.validator).is_none() {
+                return Err(BlockError::NotAValidator(h.validator));
+            }
+        } else if !self.genesis.validators.contains(&h.validator) {
             return Err(BlockError::NotAValidator(h.validator));
         }
         if block.entries.len() > MAX_BLOCK_ENTRIES {
@@ -1559,8 +1636,12 @@ impl State {
                 computed,
             });
         }
-        self.finish_block(lt, computed, block.hash());
-        Ok(())
+        Ok(StagedBlock {
+            lt,
+            root: computed,
+            hash: block.hash(),
+            mark: start,
+        })
     }
 
     /// Applies one entry, all or nothing.

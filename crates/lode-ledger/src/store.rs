@@ -8,6 +8,8 @@
 //!   trees of past epochs);
 //! * `snapshots`: height → state snapshot (derived, never trusted: checked
 //!   against the block header's state root when loaded);
+//! * `certs`:     height → canonical commit certificate of the block (a
+//!   replicated chain's blocks only; created with the first one);
 //! * `meta`:      format version.
 //!
 //! A block and its derived rows are written in ONE write transaction with
@@ -34,6 +36,7 @@ const HISTORY: TableDefinition<'_, ([u8; 32], u64, u32, u32), &[u8]> =
     TableDefinition::new("history");
 const CLAIMS: TableDefinition<'_, (u64, [u8; 20]), u128> = TableDefinition::new("claims");
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+const CERTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("certs");
 
 /// File name of the database inside a ledger directory.
 pub const DB_FILE: &str = "ledger.redb";
@@ -85,6 +88,8 @@ pub struct AppendBatch<'a> {
     pub block: &'a [u8],
     pub events: &'a [Event],
     pub claims: &'a [(EvmAddress, u128)],
+    /// The block's commit certificate (canonical bytes), on a replicated chain.
+    pub certificate: Option<&'a [u8]>,
 }
 
 fn builder() -> Builder {
@@ -290,8 +295,18 @@ impl BlockStore {
                     .insert((batch.height, addr.0), *amount)
                     .map_err(|x| e(x.into()))?;
             }
+            if let Some(cert) = batch.certificate {
+                let mut certs = txn.open_table(CERTS).map_err(|x| e(x.into()))?;
+                certs.insert(batch.height, cert).map_err(|x| e(x.into()))?;
+            }
         }
         txn.commit().map_err(|x| e(x.into()))
+    }
+
+    /// Raw bytes of the commit certificate of block `height`, if stored.
+    pub fn certificate_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.read()?;
+        certificate_bytes_in(&txn, &self.path, height)
     }
 
     /// Stores a snapshot of the state after block `height` and keeps only the
@@ -343,6 +358,8 @@ impl BlockStore {
             claims.retain(|k, _| k.0 < from).map_err(|x| e(x.into()))?;
             let mut history = txn.open_table(HISTORY).map_err(|x| e(x.into()))?;
             history.retain(|k, _| k.1 < from).map_err(|x| e(x.into()))?;
+            let mut certs = txn.open_table(CERTS).map_err(|x| e(x.into()))?;
+            certs.retain(|h, _| h < from).map_err(|x| e(x.into()))?;
         }
         txn.commit().map_err(|x| e(x.into()))
     }
@@ -423,17 +440,27 @@ impl BlockStore {
     }
 }
 
-/// Iterates stored blocks in height order inside one read transaction.
+/// Iterates stored blocks in height order inside one read transaction, each
+/// with its commit certificate's bytes if one is stored.
 pub fn for_each_block(
     store: &BlockStore,
-    mut f: impl FnMut(u64, &[u8]) -> bool,
+    mut f: impl FnMut(u64, &[u8], Option<&[u8]>) -> bool,
 ) -> Result<(), StoreError> {
     let e = store.err();
     let txn = store.read()?;
     let t = txn.open_table(BLOCKS).map_err(|x| e(x.into()))?;
+    let certs = match txn.open_table(CERTS) {
+        Ok(c) => Some(c),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(x) => return Err(e(x.into())),
+    };
     for r in t.iter().map_err(|x| e(x.into()))? {
         let (k, v) = r.map_err(|x| e(x.into()))?;
-        if !f(k.value(), v.value()) {
+        let cert = match &certs {
+            Some(c) => c.get(k.value()).map_err(|x| e(x.into()))?,
+            None => None,
+        };
+        if !f(k.value(), v.value(), cert.as_ref().map(|g| g.value())) {
             break;
         }
     }
@@ -452,6 +479,21 @@ fn block_bytes_in(
     height: u64,
 ) -> Result<Option<Vec<u8>>, StoreError> {
     let t = txn.open_table(BLOCKS).map_err(|x| db_err(path, x.into()))?;
+    let v = t.get(height).map_err(|x| db_err(path, x.into()))?;
+    Ok(v.map(|g| g.value().to_vec()))
+}
+
+pub(crate) fn certificate_bytes_in(
+    txn: &ReadTransaction,
+    path: &Path,
+    height: u64,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let t = match txn.open_table(CERTS) {
+        Ok(t) => t,
+        // Chains without certificates never created the table.
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(x) => return Err(db_err(path, x.into())),
+    };
     let v = t.get(height).map_err(|x| db_err(path, x.into()))?;
     Ok(v.map(|g| g.value().to_vec()))
 }

@@ -1,9 +1,12 @@
 //! Full verification of a ledger directory: replay from genesis, checking
-//! every block's encoding, height, link, time, validator signature, entries
-//! root, every entry's signature and rules, and every state root; then the
+//! every block's encoding, height, link, time, validator signature (on a
+//! replicated chain: the proposer's, and the commit certificate against the
+//! validator set in force at that height), entries root, every entry's
+//! signature and rules, and every state root; then the
 //! conservation invariants and the claims index. Never trusts snapshots.
 
 use crate::block::Block;
+use crate::consensus::CommitCertificate;
 use crate::entry::Entry;
 use crate::error::BlockError;
 use crate::state::State;
@@ -28,7 +31,15 @@ pub struct VerifyReport {
     pub epochs_closed: u64,
     pub accounts: u64,
     pub nodes: u64,
+    /// Blocks whose commit certificate was checked (a replicated chain: every
+    /// block after genesis, against the validator set in force at its height).
+    #[serde(default)]
+    pub certified_blocks: u64,
 }
+
+/// One block to verify: its height, its decoded bytes and, on a replicated
+/// chain, its commit certificate's canonical bytes.
+pub type BlockItem = (u64, Result<Block, CanonicalError>, Option<Vec<u8>>);
 
 /// Why a block failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,10 +89,11 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
 /// the previous ones are applied on this one (at most a few blocks in flight).
 pub fn verify_store(store: &BlockStore) -> Result<VerifyReport, VerifyError> {
     let (result, read) = std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Result<Block, CanonicalError>)>(4);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<BlockItem>(4);
         let reader = s.spawn(move || {
-            for_each_block(store, |height, bytes| {
-                tx.send((height, Block::from_bytes(bytes))).is_ok()
+            for_each_block(store, |height, bytes, cert| {
+                tx.send((height, Block::from_bytes(bytes), cert.map(<[u8]>::to_vec)))
+                    .is_ok()
             })
         });
         // Dropping the receiver (in verify_blocks) stops the reader at its next block.
@@ -110,14 +122,15 @@ pub fn verify_store(store: &BlockStore) -> Result<VerifyReport, VerifyError> {
 /// network (`lode ledger verify --from URL`). The first bad or missing height
 /// is named.
 pub fn verify_blocks(
-    blocks: impl IntoIterator<Item = (u64, Result<Block, CanonicalError>)>,
+    blocks: impl IntoIterator<Item = BlockItem>,
 ) -> Result<(VerifyReport, State), VerifyError> {
     let mut state: Option<State> = None;
     let mut expected: u64 = 0;
     let mut entries: u64 = 0;
     let mut signed: u64 = 0;
     let mut receipts: u64 = 0;
-    for (height, decoded) in blocks {
+    let mut certified: u64 = 0;
+    for (height, decoded, cert) in blocks {
         let fail = |fault| VerifyError::Block { height, fault };
         if height != expected {
             return Err(VerifyError::Block {
@@ -132,9 +145,19 @@ pub fn verify_blocks(
                     State::from_genesis_block(&block).map_err(|e| fail(BlockFault::Invalid(e)))?,
                 )
             }
-            Some(s) => s
-                .apply_block(&block)
-                .map_err(|e| fail(BlockFault::Invalid(e)))?,
+            Some(s) => {
+                if s.replicated() {
+                    let cert = cert
+                        .ok_or_else(|| fail(BlockFault::Invalid(BlockError::MissingCertificate)))?;
+                    let cert: CommitCertificate = lode_proto::canonical::decode(&cert)
+                        .map_err(|e| fail(BlockFault::Decode(e)))?;
+                    s.check_certificate(&block, &cert)
+                        .map_err(|e| fail(BlockFault::Invalid(e)))?;
+                    certified += 1;
+                }
+                s.apply_block(&block)
+                    .map_err(|e| fail(BlockFault::Invalid(e)))?
+            }
         }
         for e in &block.entries {
             entries += 1;
@@ -166,6 +189,7 @@ pub fn verify_blocks(
         epochs_closed: state.epoch(),
         accounts: state.accounts().count() as u64,
         nodes: state.nodes().count() as u64,
+        certified_blocks: certified,
     };
     Ok((report, state))
 }

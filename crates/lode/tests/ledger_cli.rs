@@ -353,8 +353,7 @@ fn serve_blocks(blocks: Vec<Vec<u8>>, page: usize, head_header: bool) -> String 
                 .unwrap_or(0);
             let mut body = Vec::new();
             for b in blocks.iter().skip(from).take(page) {
-                body.extend_from_slice(&(b.len() as u32).to_be_bytes());
-                body.extend_from_slice(b);
+                lode_ledger::raw::push_frame(&mut body, b, None);
             }
             let head = if head_header {
                 format!("x-lode-head: {}\r\n", blocks.len() - 1)

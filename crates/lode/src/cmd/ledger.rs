@@ -222,6 +222,9 @@ fn verify(dir: Option<PathBuf>, at: &LedgerDir, json: bool) -> Result<ExitCode> 
 /// Largest page of blocks accepted from a server.
 const MAX_BLOCKS_RESPONSE: u64 = 64 << 20;
 
+/// A fetched block: height, bytes, certificate bytes.
+type RawBlock = (u64, Vec<u8>, Option<Vec<u8>>);
+
 /// Pages of raw blocks from `GET /v1/ledger/raw`, up to the head the first
 /// page announced; a transport or framing error ends the stream and is kept.
 struct RemoteBlocks {
@@ -229,13 +232,13 @@ struct RemoteBlocks {
     base: String,
     next: u64,
     head: Option<u64>,
-    page: std::vec::IntoIter<(u64, Vec<u8>)>,
+    page: std::vec::IntoIter<RawBlock>,
     /// Why the stream ended early, if it did (read after the replay).
     error: Option<anyhow::Error>,
 }
 
 impl RemoteBlocks {
-    fn fetch(&mut self) -> Result<Vec<(u64, Vec<u8>)>> {
+    fn fetch(&mut self) -> Result<Vec<RawBlock>> {
         let url = format!("{}/v1/ledger/raw?from={}", self.base, self.next);
         let resp = self
             .http
@@ -274,19 +277,12 @@ impl RemoteBlocks {
         if body.len() as u64 > MAX_BLOCKS_RESPONSE {
             bail!("{url}: page larger than {MAX_BLOCKS_RESPONSE} bytes");
         }
-        let mut out = Vec::new();
-        let mut rest = body.as_slice();
-        while !rest.is_empty() {
-            let (len, tail) = rest
-                .split_first_chunk::<4>()
-                .ok_or_else(|| anyhow!("{url}: truncated block frame"))?;
-            let len = u32::from_be_bytes(*len) as usize;
-            let bytes = tail
-                .get(..len)
-                .ok_or_else(|| anyhow!("{url}: truncated block"))?;
-            out.push((self.next + out.len() as u64, bytes.to_vec()));
-            rest = &tail[len..];
-        }
+        let out: Vec<RawBlock> = lode_ledger::raw::split_frames(&body)
+            .map_err(|e| anyhow!("{url}: {e}"))?
+            .into_iter()
+            .enumerate()
+            .map(|(i, (block, cert))| (self.next + i as u64, block, cert))
+            .collect();
         if out.is_empty() {
             bail!("{url}: an empty page before the head");
         }
@@ -296,15 +292,12 @@ impl RemoteBlocks {
 }
 
 impl Iterator for RemoteBlocks {
-    type Item = (
-        u64,
-        std::result::Result<lode_ledger::Block, lode_proto::CanonicalError>,
-    );
+    type Item = lode_ledger::BlockItem;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some((h, bytes)) = self.page.next() {
-                return Some((h, lode_ledger::Block::from_bytes(&bytes)));
+            if let Some((h, bytes, cert)) = self.page.next() {
+                return Some((h, lode_ledger::Block::from_bytes(&bytes), cert));
             }
             if self.head.is_some_and(|head| self.next > head) {
                 return None;
@@ -367,6 +360,12 @@ fn print_verify(
                 println!("head        {}", r.head_hash);
                 println!("state root  {}", r.state_root);
                 println!("accounts    {}   nodes {}", r.accounts, r.nodes);
+                if r.certified_blocks > 0 {
+                    println!(
+                        "certified   {} blocks, each by more than 2/3 of the voting power in force",
+                        r.certified_blocks
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -404,7 +403,7 @@ struct Shown<'a> {
 fn show_remote(url: &str, height: Option<u64>, genesis: bool, json: bool) -> Result<ExitCode> {
     let mut wanted = None;
     let mut blocks = remote_blocks(url)?;
-    let replay = blocks.by_ref().inspect(|(h, b)| {
+    let replay = blocks.by_ref().inspect(|(h, b, _)| {
         if Some(*h) == height
             && let Ok(b) = b
         {

@@ -1,0 +1,333 @@
+//! A replicated chain without an engine (issue 14): four validators with
+//! different power build the same genesis block, one proposes, the others
+//! re-execute, a certificate of more than 2/3 of the power commits; short
+//! or forged certificates, wrong roots and wrong proposers are refused and
+//! leave nothing written; `verify` checks every certificate from genesis.
+
+mod common;
+
+use common::*;
+use lode_ledger::consensus::{
+    CertError, CommitCertificate, VOTE_TAG, Validator, VoteBody, VoteType, vote_sign_bytes,
+};
+use lode_ledger::{
+    BlockFault, ConsensusParams, Entry, Genesis, LedgerConfig, ONE_TOKEN, Replica, ReplicaError,
+    Transfer, VerifyError,
+};
+use lode_proto::{Hash32, Keypair, canonical};
+
+fn keys() -> Vec<Keypair> {
+    (0..4)
+        .map(|i| Keypair::from_secret_bytes(&[60 + i; 32]))
+        .collect()
+}
+
+fn genesis() -> Genesis {
+    let mut g = test_genesis();
+    g.validators = Vec::new();
+    g.consensus = Some(ConsensusParams {
+        validators: keys()
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Validator {
+                did: k.did(),
+                power: i as u64 + 1,
+            })
+            .collect(),
+        gateways: vec![kp(99).did()],
+    });
+    g
+}
+
+fn replicas(dir: &std::path::Path) -> Vec<Replica> {
+    keys()
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            Replica::create(
+                &dir.join(format!("v{i}")),
+                &genesis(),
+                k,
+                LedgerConfig::default(),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+fn certificate(
+    chain: Hash32,
+    height: u64,
+    block: Hash32,
+    signers: &[&Keypair],
+) -> CommitCertificate {
+    let mut signatures: Vec<_> = signers
+        .iter()
+        .map(|k| {
+            let body = VoteBody {
+                chain,
+                vote: VoteType::Precommit,
+                height,
+                round: 0,
+                block: Some(block),
+                validator: k.did(),
+            };
+            (k.did(), k.sign_tagged(VOTE_TAG, &vote_sign_bytes(&body)))
+        })
+        .collect();
+    signatures.sort_by_key(|(d, _)| *d);
+    CommitCertificate {
+        height,
+        round: 0,
+        block,
+        signatures,
+    }
+}
+
+fn transfer(r: &mut Replica, amount: u128) -> Entry {
+    let f = funder();
+    let m = Transfer {
+        chain: r.chain_id(),
+        to: kp(42).did(),
+        amount,
+        memo: String::new(),
+    };
+    let nonce = r.state().next_nonce(&f.did());
+    Entry::sign(&f, nonce, 0, &m).unwrap()
+}
+
+#[test]
+fn four_validators_agree_and_certificates_decide() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rs = replicas(dir.path());
+    let k = keys();
+    let chain = rs[0].chain_id();
+    assert!(
+        rs.iter().all(|r| r.chain_id() == chain),
+        "one genesis block for all"
+    );
+    assert_eq!(rs[0].validator_set().total_power(), 10);
+
+    let t0 = genesis().genesis_time_ms + 1_000;
+    for height in 1..=5u64 {
+        let proposer = ((height - 1) % 4) as usize;
+        let entries = vec![transfer(&mut rs[proposer], ONE_TOKEN)];
+        let p = rs[proposer].propose(&entries, t0 + height).unwrap();
+        assert_eq!(p.included, 1);
+        assert!(p.rejected.is_empty());
+        for (i, r) in rs.iter_mut().enumerate() {
+            if i != proposer {
+                let h = r
+                    .check(height, k[proposer].did(), &p.bytes, t0 + height)
+                    .unwrap();
+                assert_eq!(h, p.hash);
+            }
+        }
+        // Powers 2 + 3 + 4 = 9 of 10.
+        let cert = certificate(chain, height, p.hash, &[&k[1], &k[2], &k[3]]);
+        for r in &mut rs {
+            r.commit(p.hash, Some(&p.bytes), &cert).unwrap();
+        }
+    }
+    let roots: Vec<_> = rs.iter_mut().map(|r| r.state().state_root()).collect();
+    assert!(roots.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(rs[0].state().balance(&kp(42).did()), 5 * ONE_TOKEN);
+
+    // Anyone can verify every certificate from genesis.
+    drop(rs);
+    let report = lode_ledger::verify(&dir.path().join("v2")).unwrap();
+    assert_eq!(report.blocks, 6);
+    assert_eq!(report.certified_blocks, 5);
+
+    // Reopened (as after kill -9), the replica continues from its head.
+    let mut r = Replica::open(
+        &dir.path().join("v3"),
+        k[3].clone(),
+        LedgerConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(r.height(), 5);
+    assert_eq!(r.state().state_root(), roots[0]);
+}
+
+#[test]
+fn short_forged_or_foreign_certificates_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rs = replicas(dir.path());
+    let k = keys();
+    let chain = rs[0].chain_id();
+    let t = genesis().genesis_time_ms + 1_000;
+    let entries = vec![transfer(&mut rs[0], ONE_TOKEN)];
+    let p = rs[0].propose(&entries, t).unwrap();
+    let r = &mut rs[1];
+    r.check(1, k[0].did(), &p.bytes, t).unwrap();
+
+    // Powers 1 + 2 + 3 = 6 of 10: not more than 2/3.
+    let short = certificate(chain, 1, p.hash, &[&k[0], &k[1], &k[2]]);
+    let e = r.commit(p.hash, Some(&p.bytes), &short).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ReplicaError::Certificate {
+                height: 1,
+                error: CertError::NotEnoughPower {
+                    signed: 6,
+                    total: 10
+                }
+            }
+        ),
+        "{e}"
+    );
+    // Another chain's precommits.
+    let foreign = certificate(Hash32::sha256(b"other"), 1, p.hash, &[&k[1], &k[2], &k[3]]);
+    assert!(matches!(
+        r.commit(p.hash, Some(&p.bytes), &foreign).unwrap_err(),
+        ReplicaError::Certificate {
+            error: CertError::BadSignature(_),
+            ..
+        }
+    ));
+    // A non-validator's signature.
+    let outsider = kp(77);
+    let with_outsider = certificate(chain, 1, p.hash, &[&k[2], &k[3], &outsider]);
+    assert!(matches!(
+        r.commit(p.hash, Some(&p.bytes), &with_outsider)
+            .unwrap_err(),
+        ReplicaError::Certificate {
+            error: CertError::NotAValidator(_),
+            ..
+        }
+    ));
+    assert_eq!(r.height(), 0);
+    assert_eq!(r.store().head().unwrap(), Some(0), "nothing written");
+
+    // The staged block survives refused commits; a good certificate commits it.
+    let good = certificate(chain, 1, p.hash, &[&k[1], &k[2], &k[3]]);
+    r.commit(p.hash, None, &good).unwrap();
+    assert_eq!(r.height(), 1);
+}
+
+#[test]
+fn bad_proposals_are_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rs = replicas(dir.path());
+    let k = keys();
+    let t = genesis().genesis_time_ms + 1_000;
+    let entries = vec![transfer(&mut rs[0], ONE_TOKEN)];
+    let p = rs[0].propose(&entries, t).unwrap();
+    let r = &mut rs[1];
+    let invalid = |e: ReplicaError| matches!(e, ReplicaError::Invalid(_));
+
+    // Not the round's proposer.
+    assert!(invalid(r.check(1, k[2].did(), &p.bytes, t).unwrap_err()));
+    // Wrong height.
+    assert!(invalid(r.check(2, k[0].did(), &p.bytes, t).unwrap_err()));
+    // From the future.
+    assert!(invalid(
+        r.check(1, k[0].did(), &p.bytes, t - 5_000).unwrap_err()
+    ));
+    // Garbage.
+    assert!(invalid(r.check(1, k[0].did(), &[1, 2, 3], t).unwrap_err()));
+    // A wrong state root (re-signed by the proposer, so only execution tells).
+    let mut b = lode_ledger::Block::from_bytes(&p.bytes).unwrap();
+    b.header.state_root = Hash32::sha256(b"lie");
+    let b = lode_ledger::Block::seal(b.header, b.entries, &k[0]);
+    let e = r
+        .check(1, k[0].did(), &b.to_bytes().unwrap(), t)
+        .unwrap_err();
+    assert!(e.to_string().contains("state root"), "{e}");
+    // A proposer outside the set signing its own block.
+    let outsider = kp(77);
+    let mut b = lode_ledger::Block::from_bytes(&p.bytes).unwrap();
+    b.header.validator = outsider.did();
+    let b = lode_ledger::Block::seal(b.header, b.entries, &outsider);
+    let e = r
+        .check(1, outsider.did(), &b.to_bytes().unwrap(), t)
+        .unwrap_err();
+    assert!(e.to_string().contains("not a validator"), "{e}");
+    // The honest proposal still checks.
+    assert_eq!(r.check(1, k[0].did(), &p.bytes, t).unwrap(), p.hash);
+    // Entries that do not apply are left out of a proposal and reported.
+    let twice = vec![entries[0].clone(), entries[0].clone()];
+    let p2 = rs[2].propose(&twice, t).unwrap();
+    assert_eq!(p2.included, 1);
+    assert_eq!(p2.rejected.len(), 1);
+    assert_eq!(p2.rejected[0].0, 1);
+}
+
+#[test]
+fn verify_names_the_first_block_with_a_bad_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rs = replicas(dir.path());
+    let k = keys();
+    let chain = rs[0].chain_id();
+    let t = genesis().genesis_time_ms + 1_000;
+    for height in 1..=3u64 {
+        let p = rs[0].propose(&[], t + height).unwrap();
+        let cert = certificate(chain, height, p.hash, &[&k[1], &k[2], &k[3]]);
+        rs[0].commit(p.hash, None, &cert).unwrap();
+    }
+    let r = &rs[0];
+    let items = |tamper: &dyn Fn(u64, Option<Vec<u8>>) -> Option<Vec<u8>>| {
+        (0..=3u64)
+            .map(|h| {
+                let (b, c) = r.decided(h).unwrap().unwrap();
+                (h, lode_ledger::Block::from_bytes(&b), tamper(h, c))
+            })
+            .collect::<Vec<_>>()
+    };
+    let (ok, _) = lode_ledger::verify_blocks(items(&|_, c| c)).unwrap();
+    assert_eq!(ok.certified_blocks, 3);
+
+    let fails_at = |items| match lode_ledger::verify_blocks(items) {
+        Err(VerifyError::Block { height, fault }) => (height, fault),
+        other => panic!("{other:?}"),
+    };
+    // Block 2 without its certificate.
+    let (h, f) = fails_at(items(&|h, c| if h == 2 { None } else { c }));
+    assert_eq!(h, 2);
+    assert!(matches!(
+        f,
+        BlockFault::Invalid(lode_ledger::BlockError::MissingCertificate)
+    ));
+    // Block 2 with a short one (powers 1 + 2 + 3).
+    let short = certificate(
+        chain,
+        2,
+        r.block(2).unwrap().unwrap().hash(),
+        &[&k[0], &k[1], &k[2]],
+    );
+    let short = canonical::encode(&short).unwrap();
+    let (h, f) = fails_at(items(&|h, c| if h == 2 { Some(short.clone()) } else { c }));
+    assert_eq!(h, 2);
+    assert!(f.to_string().contains("more than 2/3"), "{f}");
+    // Block 3 with block 1's certificate.
+    let c1 = r.decided(1).unwrap().unwrap().1;
+    let (h, _) = fails_at(items(&|h, c| if h == 3 { c1.clone() } else { c }));
+    assert_eq!(h, 3);
+}
+
+#[test]
+fn consensus_genesis_round_trips_and_is_checked() {
+    let mut g = genesis();
+    let done = lode_ledger::producer::complete_genesis(&g, &kp(1)).unwrap();
+    assert_eq!(done.validators.len(), 4, "filled from [consensus]");
+    let bytes = canonical::encode(&done).unwrap();
+    let back: Genesis = canonical::decode(&bytes).unwrap();
+    assert_eq!(back, done);
+    assert_eq!(Genesis::from_toml(&done.to_toml()).unwrap(), done);
+    // Without staking and governance, the sections before [consensus] are
+    // spelled as absent; with none at all the legacy bytes are unchanged.
+    let mut plain = done.clone();
+    plain.consensus = None;
+    let plain_bytes = canonical::encode(&plain).unwrap();
+    assert!(bytes.starts_with(&plain_bytes));
+    assert_eq!(&bytes[plain_bytes.len()..plain_bytes.len() + 3], &[0, 0, 1]);
+
+    // The listed validators must be exactly the consensus ones.
+    g.validators = vec![kp(1).did()];
+    assert!(g.validate().is_err());
+    let mut g = genesis();
+    g.consensus.as_mut().unwrap().validators[1].power = 0;
+    assert!(lode_ledger::producer::complete_genesis(&g, &kp(1)).is_err());
+}

@@ -299,7 +299,8 @@ fn entry_amounts(e: &Entry) -> (Option<Amount>, Option<u64>) {
         | Entry::SetCommission(_)
         | Entry::Vote(_)
         | Entry::Slash(_)
-        | Entry::Unjail(_) => (None, None),
+        | Entry::Unjail(_)
+        | Entry::GatewayBatch(_) => (None, None),
     }
 }
 

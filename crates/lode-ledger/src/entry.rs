@@ -315,6 +315,27 @@ impl Message for Unjail {
     const KIND: &'static str = "lode/ledger/unjail/v1";
 }
 
+/// A gateway's batch of entries on a replicated chain (issue 14): the
+/// gateway-made entries (work receipts, settlements, penalties, …) it needs
+/// on the ledger, and the account entries (escrows, storage contracts) it
+/// took from its requesters, under one signature, so that validators check
+/// one signature per batch, not per receipt. Signed by a gateway the genesis
+/// lists; sequence = its nonce, so a batch is included at most once (a
+/// resubmission after a crash is refused as a stale nonce) and a gateway's
+/// batches apply in its order. All or nothing: one bad entry rejects the batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayBatch {
+    pub chain: Hash32,
+    pub entries: Vec<Entry>,
+}
+
+impl Message for GatewayBatch {
+    const KIND: &'static str = "lode/ledger/gateway-batch/v1";
+}
+
+/// Most entries in one gateway batch.
+pub const MAX_BATCH_ENTRIES: usize = 20_000;
+
 /// A governable parameter change, or a treasury spend. Only these (a typed
 /// whitelist); variants are only ever appended. `None` for a gateway knob
 /// means "the gateway's own configuration applies".
@@ -577,6 +598,11 @@ impl SignedEntry for Unjail {
         Entry::Unjail(envelope)
     }
 }
+impl SignedEntry for GatewayBatch {
+    fn wrap(envelope: Envelope) -> Entry {
+        Entry::GatewayBatch(envelope)
+    }
+}
 
 // ---------------------------------------------------------------------------
 // Validator-authored entries.
@@ -750,6 +776,8 @@ pub enum Entry {
     Slash(Slash),
     /// A jailed stake target back in play (signed [`Unjail`]).
     Unjail(Envelope),
+    /// A gateway's signed batch of entries (signed [`GatewayBatch`]; replicated chains).
+    GatewayBatch(Envelope),
 }
 
 impl Entry {
@@ -789,6 +817,7 @@ impl Entry {
             Entry::Vote(_) => "vote",
             Entry::Slash(_) => "slash",
             Entry::Unjail(_) => "unjail",
+            Entry::GatewayBatch(_) => "gateway_batch",
         }
     }
 
@@ -806,7 +835,8 @@ impl Entry {
             | Entry::SetCommission(e)
             | Entry::Propose(e)
             | Entry::Vote(e)
-            | Entry::Unjail(e) => Some(e),
+            | Entry::Unjail(e)
+            | Entry::GatewayBatch(e) => Some(e),
             _ => None,
         }
     }
@@ -827,6 +857,16 @@ impl Entry {
             Entry::Propose(e) => sig_ok::<Propose>(e),
             Entry::Vote(e) => sig_ok::<Vote>(e),
             Entry::Unjail(e) => sig_ok::<Unjail>(e),
+            // The batch's signature, then the account entries inside it
+            // (batches do not nest: that also bounds this recursion).
+            Entry::GatewayBatch(e) => {
+                sig_ok::<GatewayBatch>(e)
+                    && decode_payload::<GatewayBatch>(e).is_ok_and(|p| {
+                        p.message.entries.iter().all(|inner| {
+                            !matches!(inner, Entry::GatewayBatch(_)) && inner.signature_valid()
+                        })
+                    })
+            }
             _ => true,
         }
     }
@@ -869,6 +909,15 @@ impl Entry {
             Entry::Vote(e) => signed::<Vote>(e),
             Entry::Slash(s) => serde_json::to_value(s).unwrap_or_default(),
             Entry::Unjail(e) => signed::<Unjail>(e),
+            Entry::GatewayBatch(e) => match decode_payload::<GatewayBatch>(e) {
+                Ok(p) => json!({
+                    "signer": e.signer.to_string(),
+                    "nonce": p.nonce,
+                    "timestamp_ms": p.timestamp_ms,
+                    "entries": p.message.entries.iter().map(Entry::to_view).collect::<Vec<_>>(),
+                }),
+                Err(err) => json!({ "signer": e.signer.to_string(), "error": err.to_string() }),
+            },
         };
         json!({ "kind": self.kind_name(), "entry": body })
     }

@@ -8,6 +8,20 @@ use lode_proto::{CanonicalError, Did, Hash32};
 /// Why an entry was rejected. Applying a rejected entry changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
+    #[error("on a replicated chain {0} entries come only inside a gateway's signed batch")]
+    GatewayOnly(&'static str),
+    #[error("{0} is not a gateway of this chain")]
+    NotAGateway(Did),
+    #[error("gateway {gateway} does not hold the escrow of job {job}")]
+    NotJobHolder {
+        job: crate::entry::JobId,
+        gateway: Did,
+    },
+    #[error("entry {index} of the gateway batch: {error}")]
+    InBatch {
+        index: usize,
+        error: Box<EntryError>,
+    },
     #[error("the signature of this {kind} entry does not verify for {signer}")]
     BadSignature { kind: &'static str, signer: Did },
     #[error("this {kind} entry is malformed: {reason}")]

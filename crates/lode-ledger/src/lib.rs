@@ -37,10 +37,11 @@ pub mod verify;
 pub use amount::{Amount, ONE_TOKEN, format_tokens, parse_amount};
 pub use block::{Block, BlockHeader};
 pub use entry::{
-    AdjustNode, Bond, ContributionKind, Delegate, Entry, EpochClose, JobEscrow, JobId, ParamChange,
-    Payout, Penalty, PenaltyReason, Propose, RegisterNode, ResultClaim, SetCommission, Settlement,
-    SignedEntry, Slash, SlashEvidence, SlashReason, StorageContract, StorageShare, Transfer,
-    Unbond, Unjail, Vote, VoteOption, Withdraw, WorkReceipt,
+    AdjustNode, Bond, ContributionKind, Delegate, Entry, EpochClose, GatewayBatch, JobEscrow,
+    JobId, MAX_BATCH_ENTRIES, ParamChange, Payout, Penalty, PenaltyReason, Propose, RegisterNode,
+    ResultClaim, SetCommission, Settlement, SignedEntry, Slash, SlashEvidence, SlashReason,
+    StorageContract, StorageShare, Transfer, Unbond, Unjail, Vote, VoteOption, Withdraw,
+    WorkReceipt,
 };
 pub use error::{BlockError, EntryError};
 pub use genesis::{

@@ -181,6 +181,7 @@ impl Producer {
             index: self.pending.len() as u32,
             block_time_ms: None,
             signature_checked,
+            gateway: None,
         };
         self.state.apply_entry(&entry, &ctx)?;
         self.pending.push(entry);
@@ -344,6 +345,7 @@ impl Producer {
                 index: self.pending.len() as u32,
                 block_time_ms: Some(time),
                 signature_checked: true,
+                gateway: None,
             };
             self.state.apply_entry(&entry, &ctx)?;
             self.pending.push(entry);

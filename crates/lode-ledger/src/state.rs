@@ -482,6 +482,8 @@ pub struct EntryCtx {
     pub block_time_ms: Option<u64>,
     /// The entry's signature was already verified (e.g. in parallel).
     pub signature_checked: bool,
+    /// On a replicated chain, the gateway whose signed batch carries the entry.
+    pub gateway: Option<Did>,
 }
 
 /// A block applied but not yet committed (see `State::stage_block`).
@@ -497,7 +499,7 @@ pub(crate) struct StagedBlock {
 #[derive(Debug, Clone)]
 pub struct Mark {
     maps: [usize; 11],
-    staking: [usize; 7],
+    staking: [usize; 8],
     totals: Totals,
     events: usize,
 }
@@ -1429,7 +1431,7 @@ impl State {
     pub(crate) fn committed_mark(&self) -> Mark {
         let mut m = self.mark();
         m.maps = [0; 11];
-        m.staking = [0; 7];
+        m.staking = [0; 8];
         m.totals = self.committed_totals.clone();
         m.events = 0;
         m
@@ -1618,6 +1620,7 @@ impl State {
                 index: i as u32,
                 block_time_ms: Some(h.timestamp_ms),
                 signature_checked: true,
+                gateway: None,
             };
             if let Err(error) = self.apply_entry(e, &ctx) {
                 self.rollback(&start);
@@ -1647,6 +1650,11 @@ impl State {
     /// Applies one entry, all or nothing.
     pub fn apply_entry(&mut self, entry: &Entry, ctx: &EntryCtx) -> Result<(), EntryError> {
         let mark = self.mark();
+        let holder = if self.replicated() {
+            self.gateway_rules(entry, ctx)?
+        } else {
+            None
+        };
         let r = match entry {
             Entry::Genesis(_) => Err(EntryError::GenesisOutsideBlockZero),
             Entry::RegisterNode(e) => self.apply_register(e, ctx),
@@ -1670,11 +1678,133 @@ impl State {
             Entry::Vote(e) => self.apply_vote(e, ctx),
             Entry::Slash(s) => self.apply_slash(s, ctx),
             Entry::Unjail(e) => self.apply_unjail(e, ctx),
+            Entry::GatewayBatch(e) => self.apply_gateway_batch(e, ctx),
         };
+        if let (Ok(()), Some((job, gateway))) = (&r, holder) {
+            self.staking.job_gateways.insert(job, gateway);
+        }
         if r.is_err() {
             self.rollback(&mark);
         }
         r
+    }
+
+    /// Who may submit what on a replicated chain (checked before applying):
+    /// gateway-made entries only inside a listed gateway's batch, and for a
+    /// job only from the gateway holding its escrow; escrows and storage
+    /// contracts only inside a batch, which makes that gateway the holder
+    /// (returned, recorded once the entry applies). Account entries and
+    /// double-sign slashes (self-proving evidence) come from anyone.
+    fn gateway_rules(
+        &self,
+        entry: &Entry,
+        ctx: &EntryCtx,
+    ) -> Result<Option<(JobId, Did)>, EntryError> {
+        let kind = entry.kind_name();
+        let job = match entry {
+            Entry::WorkReceipt(r) => Some(r.job),
+            Entry::Settlement(s) => Some(s.job),
+            Entry::StorageShare(s) => Some(s.file),
+            Entry::Penalty(p) => p.job,
+            Entry::Slash(s) if s.reason == crate::entry::SlashReason::DoubleSign => {
+                return Ok(None);
+            }
+            Entry::AdjustNode(_)
+            | Entry::ReportCredit(_)
+            | Entry::PublishModel(_)
+            | Entry::Slash(_) => None,
+            Entry::JobEscrow(_) | Entry::StorageContract(_) => {
+                let gateway = ctx.gateway.ok_or(EntryError::GatewayOnly(kind))?;
+                let job = match entry {
+                    Entry::JobEscrow(e) => self.open::<JobEscrow>(e, ctx, kind)?.message.job,
+                    Entry::StorageContract(e) => {
+                        self.open::<crate::entry::StorageContract>(e, ctx, kind)?
+                            .message
+                            .manifest
+                            .file
+                    }
+                    _ => return Ok(None),
+                };
+                return Ok(Some((job, gateway)));
+            }
+            _ => return Ok(None),
+        };
+        let gateway = ctx.gateway.ok_or(EntryError::GatewayOnly(kind))?;
+        if let Some(job) = job
+            && self.staking.job_gateways.get(&job) != Some(&gateway)
+        {
+            return Err(EntryError::NotJobHolder { job, gateway });
+        }
+        Ok(None)
+    }
+
+    /// The gateway holding a job's escrow (replicated chains).
+    pub fn job_gateway(&self, job: &JobId) -> Option<Did> {
+        self.staking.job_gateways.get(job).copied()
+    }
+
+    /// Whether `did` is a gateway of this replicated chain.
+    pub fn is_gateway(&self, did: &Did) -> bool {
+        self.genesis
+            .consensus
+            .as_ref()
+            .is_some_and(|c| c.gateways.contains(did))
+    }
+
+    fn apply_gateway_batch(&mut self, e: &Envelope, ctx: &EntryCtx) -> Result<(), EntryError> {
+        const KIND: &str = "gateway_batch";
+        if !self.replicated() {
+            return Err(EntryError::Malformed {
+                kind: KIND,
+                reason: "gateway batches exist only on replicated chains".into(),
+            });
+        }
+        if ctx.gateway.is_some() {
+            return Err(EntryError::Malformed {
+                kind: KIND,
+                reason: "batches do not nest".into(),
+            });
+        }
+        let p = self.open::<crate::entry::GatewayBatch>(e, ctx, KIND)?;
+        self.check_chain(&p.message.chain)?;
+        if !self.is_gateway(&e.signer) {
+            return Err(EntryError::NotAGateway(e.signer));
+        }
+        let n = p.message.entries.len();
+        if n == 0 || n > crate::entry::MAX_BATCH_ENTRIES {
+            return Err(EntryError::Malformed {
+                kind: KIND,
+                reason: format!(
+                    "{n} entries; between 1 and {} are allowed",
+                    crate::entry::MAX_BATCH_ENTRIES
+                ),
+            });
+        }
+        self.use_nonce(&e.signer, p.nonce)?;
+        for (i, inner) in p.message.entries.iter().enumerate() {
+            if matches!(
+                inner,
+                Entry::Genesis(_) | Entry::EpochClose(_) | Entry::GatewayBatch(_)
+            ) {
+                return Err(EntryError::InBatch {
+                    index: i,
+                    error: Box::new(EntryError::Malformed {
+                        kind: inner.kind_name(),
+                        reason: "not allowed in a gateway batch".into(),
+                    }),
+                });
+            }
+            let inner_ctx = EntryCtx {
+                gateway: Some(e.signer),
+                ..*ctx
+            };
+            self.apply_entry(inner, &inner_ctx)
+                .map_err(|error| EntryError::InBatch {
+                    index: i,
+                    error: Box::new(error),
+                })?;
+        }
+        Ok(())
     }
 
     fn open<T: Message + Serialize + DeserializeOwned>(
@@ -2286,6 +2416,9 @@ impl State {
                     .map_err(decode)?
                     .owned()?
             }
+            4 => postcard::from_bytes::<SnapshotOwnedV3<staking::StakingMapsV4>>(bytes)
+                .map_err(decode)?
+                .owned()?,
             3 => postcard::from_bytes::<SnapshotOwnedV3<staking::StakingMapsV3>>(bytes)
                 .map_err(decode)?
                 .owned()?,
@@ -2327,9 +2460,9 @@ impl State {
 /// 2: report credits and published models. 3: the genesis as its canonical
 /// bytes (its binary form ends with optional sections, so it must be the last
 /// value of what holds it) and the staking/governance maps. 4: the epochs
-/// jailed targets were jailed in (`jailed_epochs`). Versions 2 and 3 are
-/// still read.
-const SNAPSHOT_VERSION: u32 = 4;
+/// jailed targets were jailed in (`jailed_epochs`). 5: the job holders of a
+/// replicated chain (`job_gateways`). Versions 2 to 4 are still read.
+const SNAPSHOT_VERSION: u32 = 5;
 
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
@@ -2527,12 +2660,19 @@ mod snapshot_tests {
         assert_eq!(back.state_root(), s.state_root());
         assert_eq!(back.genesis(), s.genesis());
         let now = s.to_snapshot().unwrap();
-        let v4 = State::from_snapshot(&now).unwrap();
-        assert_eq!(v4.state_root(), s.state_root());
-        // Version 3: the same layout without the trailing (here empty, one
-        // zero byte) `jailed_epochs` map.
-        assert_eq!((now[0], now.last()), (4, Some(&0)));
-        let mut v3 = now.clone();
+        let v5 = State::from_snapshot(&now).unwrap();
+        assert_eq!(v5.state_root(), s.state_root());
+        // Version 4: the same layout without the trailing (here empty, one
+        // zero byte) `job_gateways` map; version 3 also without `jailed_epochs`.
+        assert_eq!((now[0], now.last()), (5, Some(&0)));
+        let mut v4 = now.clone();
+        v4[0] = 4;
+        v4.pop();
+        assert_eq!(
+            State::from_snapshot(&v4).unwrap().state_root(),
+            s.state_root()
+        );
+        let mut v3 = v4.clone();
         v3[0] = 3;
         v3.pop();
         let v3 = State::from_snapshot(&v3).unwrap();

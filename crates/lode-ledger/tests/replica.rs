@@ -331,3 +331,118 @@ fn consensus_genesis_round_trips_and_is_checked() {
     g.consensus.as_mut().unwrap().validators[1].power = 0;
     assert!(lode_ledger::producer::complete_genesis(&g, &kp(1)).is_err());
 }
+
+fn batch(r: &mut Replica, gateway: &Keypair, entries: Vec<Entry>) -> Entry {
+    let m = lode_ledger::GatewayBatch {
+        chain: r.chain_id(),
+        entries,
+    };
+    let nonce = r.state().next_nonce(&gateway.did());
+    Entry::sign(gateway, nonce, 0, &m).unwrap()
+}
+
+/// Proposes `entries` on `r` alone and commits them with every validator's precommit.
+fn decide(r: &mut Replica, entries: &[Entry], t: u64) -> lode_ledger::replica::BlockProposal {
+    let k = keys();
+    let p = r.propose(entries, t).unwrap();
+    let all: Vec<&Keypair> = k.iter().collect();
+    let cert = certificate(r.chain_id(), p.height, p.hash, &all);
+    r.commit(p.hash, None, &cert).unwrap();
+    p
+}
+
+#[test]
+fn gateways_submit_in_signed_batches_and_only_the_holder_settles() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = genesis();
+    let gw_a = kp(99);
+    let gw_b = kp(98);
+    g.consensus.as_mut().unwrap().gateways = vec![gw_a.did(), gw_b.did()];
+    let mut r = Replica::create(
+        &dir.path().join("v"),
+        &g,
+        keys()[3].clone(),
+        LedgerConfig::default(),
+    )
+    .unwrap();
+    let t = g.genesis_time_ms + 1_000;
+    let node = node_key(1);
+    let (job, other_job) = (common::job(1), common::job(2));
+    let (register, escrow, escrow2) = {
+        let s = Signer { state: r.state() };
+        (
+            s.register(&node, funder().did(), addr(1)),
+            s.escrow(&funder(), job, 100 * ONE_TOKEN, ONE_TOKEN),
+            s.escrow(&funder(), other_job, 100 * ONE_TOKEN, ONE_TOKEN),
+        )
+    };
+    let rc = receipt(job, 0, node.did(), 5, vec![node.did()]);
+
+    // Gateway-made entries and escrows outside a batch are refused.
+    let p = r
+        .propose(&[rc.clone(), escrow.clone(), register.clone()], t)
+        .unwrap();
+    assert_eq!(p.included, 1, "only the node registration applies");
+    assert!(matches!(
+        p.rejected[0].1,
+        lode_ledger::EntryError::GatewayOnly("work_receipt")
+    ));
+    assert!(matches!(
+        p.rejected[1].1,
+        lode_ledger::EntryError::GatewayOnly("job_escrow")
+    ));
+    let b1 = batch(&mut r, &gw_a, vec![register.clone()]);
+    decide(&mut r, &[register.clone()], t);
+
+    // Gateway A takes job 1's escrow; gateway B job 2's.
+    let a1 = batch(&mut r, &gw_a, vec![escrow.clone()]);
+    let b1x = batch(&mut r, &gw_b, vec![escrow2.clone()]);
+    let p = decide(&mut r, &[a1.clone(), b1x], t + 1);
+    assert_eq!(p.included, 2);
+    assert_eq!(r.state().job_gateway(&job), Some(gw_a.did()));
+    assert_eq!(r.state().job_gateway(&other_job), Some(gw_b.did()));
+
+    // B cannot post receipts for A's job; a non-gateway cannot batch at all.
+    let b2 = batch(&mut r, &gw_b, vec![rc.clone()]);
+    let outsider = kp(97);
+    let o1 = batch(&mut r, &outsider, vec![rc.clone()]);
+    let a2 = batch(&mut r, &gw_a, vec![rc.clone()]);
+    let p = r
+        .propose(&[b2, o1, a2.clone(), a2.clone(), a1.clone(), b1], t + 2)
+        .unwrap();
+    assert_eq!(p.included, 1, "{:?}", p.rejected);
+    let errs: Vec<String> = p.rejected.iter().map(|(_, e)| e.to_string()).collect();
+    assert!(errs[0].contains("does not hold the escrow"), "{errs:?}");
+    assert!(matches!(
+        p.rejected[1].1,
+        lode_ledger::EntryError::NotAGateway(_)
+    ));
+    // The same batch twice, and an old batch again: at most once (nonce).
+    assert!(
+        matches!(p.rejected[2].1, lode_ledger::EntryError::BadNonce { .. }),
+        "{errs:?}"
+    );
+    assert!(
+        matches!(p.rejected[3].1, lode_ledger::EntryError::BadNonce { .. }),
+        "{errs:?}"
+    );
+    let k = keys();
+    let cert = certificate(r.chain_id(), p.height, p.hash, &[&k[1], &k[2], &k[3]]);
+    r.commit(p.hash, None, &cert).unwrap();
+
+    // All or nothing: a batch with one bad entry applies nothing.
+    let bad = batch(&mut r, &gw_a, vec![rc.clone()]);
+    let p = r.propose(&[bad], t + 3).unwrap();
+    match &p.rejected[0].1 {
+        lode_ledger::EntryError::InBatch { index: 0, error } => {
+            assert!(matches!(
+                **error,
+                lode_ledger::EntryError::AlreadyCredited { .. }
+            ))
+        }
+        e => panic!("{e}"),
+    }
+    drop(r);
+    let rep = lode_ledger::verify(&dir.path().join("v")).unwrap();
+    assert_eq!(rep.certified_blocks, 3);
+}

@@ -14,7 +14,11 @@
 //!   signing counts of the open epoch); absent while equal to the default;
 //! * `jailed_epochs` (tag 18): jailed target → the epoch it was jailed in
 //!   (kept apart from [`StakeTarget`] so that the records, and the roots, of
-//!   chains that never jail are unchanged; removed when it unjails).
+//!   chains that never jail are unchanged; removed when it unjails);
+//! * `job_gateways` (tag 19, not staking but kept with these module maps): on
+//!   a replicated chain, job or storage file → the gateway whose batch carried
+//!   its escrow, the only one whose receipts and settlements it accepts
+//!   (empty on single-validator chains).
 //!
 //! Invariants ([`State::check_staking_invariants`]): sum(delegations) =
 //! globals.bonded = sum(targets.power); sum(unbonding) = globals.unbonding;
@@ -41,6 +45,7 @@ pub(super) const TAG_GLOBALS: u8 = 15;
 pub(super) const TAG_PROPOSAL: u8 = 16;
 pub(super) const TAG_VOTE: u8 = 17;
 pub(super) const TAG_JAILED_EPOCH: u8 = 18;
+pub(super) const TAG_JOB_GATEWAY: u8 = 19;
 
 /// What stake is bonded behind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +125,35 @@ pub(crate) struct StakingMaps {
     pub votes: TrackedMap<(u64, Did), VoteOption>,
     /// Jailed target → the epoch it was jailed in (snapshot version 4).
     pub jailed_epochs: TrackedMap<Did, u64>,
+    /// Job → the gateway holding its escrow (replicated chains; snapshot version 5).
+    pub job_gateways: TrackedMap<crate::entry::JobId, Did>,
+}
+
+/// The maps of a version 4 snapshot (before `job_gateways`).
+#[derive(Deserialize)]
+pub(crate) struct StakingMapsV4 {
+    delegations: TrackedMap<(Did, Did), Amount>,
+    targets: TrackedMap<Did, StakeTarget>,
+    unbonding: TrackedMap<(u64, Did, Did), Amount>,
+    globals: TrackedMap<u8, StakingGlobals>,
+    proposals: TrackedMap<u64, super::gov::Proposal>,
+    votes: TrackedMap<(u64, Did), VoteOption>,
+    jailed_epochs: TrackedMap<Did, u64>,
+}
+
+impl From<StakingMapsV4> for StakingMaps {
+    fn from(m: StakingMapsV4) -> Self {
+        StakingMaps {
+            delegations: m.delegations,
+            targets: m.targets,
+            unbonding: m.unbonding,
+            globals: m.globals,
+            proposals: m.proposals,
+            votes: m.votes,
+            jailed_epochs: m.jailed_epochs,
+            job_gateways: TrackedMap::default(),
+        }
+    }
 }
 
 /// The staking maps of a version 3 snapshot (before `jailed_epochs`).
@@ -143,12 +177,13 @@ impl From<StakingMapsV3> for StakingMaps {
             proposals: m.proposals,
             votes: m.votes,
             jailed_epochs: TrackedMap::default(),
+            job_gateways: TrackedMap::default(),
         }
     }
 }
 
 impl StakingMaps {
-    pub fn marks(&self) -> [usize; 7] {
+    pub fn marks(&self) -> [usize; 8] {
         [
             self.delegations.mark(),
             self.targets.mark(),
@@ -157,10 +192,11 @@ impl StakingMaps {
             self.proposals.mark(),
             self.votes.mark(),
             self.jailed_epochs.mark(),
+            self.job_gateways.mark(),
         ]
     }
 
-    pub fn rollback(&mut self, m: &[usize; 7]) {
+    pub fn rollback(&mut self, m: &[usize; 8]) {
         self.delegations.rollback(m[0]);
         self.targets.rollback(m[1]);
         self.unbonding.rollback(m[2]);
@@ -168,6 +204,7 @@ impl StakingMaps {
         self.proposals.rollback(m[4]);
         self.votes.rollback(m[5]);
         self.jailed_epochs.rollback(m[6]);
+        self.job_gateways.rollback(m[7]);
     }
 
     pub fn commit(&mut self) {
@@ -178,6 +215,7 @@ impl StakingMaps {
         self.proposals.commit();
         self.votes.commit();
         self.jailed_epochs.commit();
+        self.job_gateways.commit();
     }
 
     pub fn delta(&self, out: &mut ItemDelta) {
@@ -188,6 +226,7 @@ impl StakingMaps {
         map_delta(TAG_PROPOSAL, &self.proposals, out);
         map_delta(TAG_VOTE, &self.votes, out);
         map_delta(TAG_JAILED_EPOCH, &self.jailed_epochs, out);
+        map_delta(TAG_JOB_GATEWAY, &self.job_gateways, out);
     }
 
     pub fn items(&self, out: &mut ItemDelta) {
@@ -198,6 +237,7 @@ impl StakingMaps {
         map_items(TAG_PROPOSAL, &self.proposals, out);
         map_items(TAG_VOTE, &self.votes, out);
         map_items(TAG_JAILED_EPOCH, &self.jailed_epochs, out);
+        map_items(TAG_JOB_GATEWAY, &self.job_gateways, out);
     }
 }
 

@@ -68,6 +68,10 @@ pub enum LedgerError {
     Empty,
     #[error("{0} is not a validator of this chain")]
     NotAValidator(Did),
+    #[error("not a replicated chain (the genesis has no [consensus] section)")]
+    NotReplicated,
+    #[error("{0} is not a gateway of this chain (genesis [consensus] gateways)")]
+    NotAGateway(Did),
     #[error("the ledger in this directory was created from a different genesis")]
     GenesisMismatch,
     #[error("the open block is full ({0} entries): seal it first")]
@@ -142,6 +146,9 @@ pub struct ClaimProof {
     pub leaf_encoding: Vec<String>,
 }
 
+mod follower;
+pub use follower::RemoteBlock;
+
 /// A running ledger (single writer).
 #[derive(Debug)]
 pub struct Ledger {
@@ -150,6 +157,8 @@ pub struct Ledger {
     config: LedgerConfig,
     last_snapshot: u64,
     report: OpenReport,
+    /// A gateway's copy of a replicated chain (see [`Ledger::open_follower`]).
+    follower: Option<follower::Follow>,
 }
 
 /// Loads the state at the head of `store`: newest valid snapshot, then
@@ -251,6 +260,7 @@ impl Ledger {
             last_snapshot: report.snapshot_height.unwrap_or(0),
             config,
             report,
+            follower: None,
         }
     }
 
@@ -350,8 +360,11 @@ impl Ledger {
 
     /// Whether sealing at `now_ms` would close an epoch.
     pub fn epoch_due(&self, now_ms: u64) -> bool {
-        self.state()
-            .epoch_due(now_ms.max(self.state().totals().timestamp_ms))
+        // A follower never closes epochs: the validators' blocks do.
+        self.follower.is_none()
+            && self
+                .state()
+                .epoch_due(now_ms.max(self.state().totals().timestamp_ms))
     }
 
     /// Closes every epoch that has ended by `now_ms`, then signs and durably
@@ -359,6 +372,9 @@ impl Ledger {
     /// nothing to write. The block time is `max(now_ms, previous block time)`.
     /// On error the open entries stay open (a later call retries).
     pub fn seal_block(&mut self, now_ms: u64) -> Result<Option<SealedBlock>, LedgerError> {
+        if self.follower.is_some() {
+            return self.seal_batch(now_ms);
+        }
         let Some(p) = self.producer.prepare(now_ms)? else {
             return Ok(None);
         };
@@ -406,7 +422,7 @@ impl Ledger {
     /// replays no block). Returns whether one was written.
     pub fn snapshot_head(&mut self) -> Result<bool, LedgerError> {
         let height = self.height();
-        if self.pending_len() > 0 || height == self.last_snapshot {
+        if self.follower.is_some() || self.pending_len() > 0 || height == self.last_snapshot {
             return Ok(false);
         }
         let bytes = snapshot_bytes(self.state())?;

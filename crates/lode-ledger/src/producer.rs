@@ -75,6 +75,9 @@ pub struct Producer {
     validator: Keypair,
     pending: Vec<Entry>,
     max_block_entries: usize,
+    /// A gateway following a replicated chain: its entries go into its own
+    /// signed batches, so they are checked as coming from it.
+    as_gateway: bool,
 }
 
 impl Producer {
@@ -128,6 +131,7 @@ impl Producer {
             validator,
             pending: Vec::new(),
             max_block_entries: 50_000,
+            as_gateway: false,
         })
     }
 
@@ -181,11 +185,37 @@ impl Producer {
             index: self.pending.len() as u32,
             block_time_ms: None,
             signature_checked,
-            gateway: None,
+            gateway: self.as_gateway.then(|| self.validator.did()),
         };
         self.state.apply_entry(&entry, &ctx)?;
         self.pending.push(entry);
         Ok(())
+    }
+
+    /// Makes this producer a gateway's view of a replicated chain (see
+    /// `Ledger::open_follower`): submitted entries are checked as coming in
+    /// its batch.
+    pub(crate) fn set_gateway_mode(&mut self) {
+        self.as_gateway = true;
+    }
+
+    /// Applies one of this gateway's own batches (outside the open block).
+    pub(crate) fn apply_batch(&mut self, batch: &Entry) -> Result<(), EntryError> {
+        let ctx = EntryCtx {
+            height: self.state.height() + 1,
+            index: 0,
+            block_time_ms: None,
+            signature_checked: true,
+            gateway: None,
+        };
+        self.state.apply_entry(batch, &ctx)
+    }
+
+    /// Undoes the open block's entries back to `mark` (taken when it was
+    /// empty) and returns them.
+    pub(crate) fn drain_pending(&mut self, mark: &crate::state::Mark) -> Vec<Entry> {
+        self.state.rollback(mark);
+        std::mem::take(&mut self.pending)
     }
 
     /// Closes every epoch ended by `now_ms` and signs a block of the open

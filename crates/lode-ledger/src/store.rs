@@ -10,6 +10,8 @@
 //!   against the block header's state root when loaded);
 //! * `certs`:     height → canonical commit certificate of the block (a
 //!   replicated chain's blocks only; created with the first one);
+//! * `outbox`:    nonce → a gateway batch made durable here and not yet seen
+//!   in a committed block (a gateway following a replicated chain);
 //! * `meta`:      format version.
 //!
 //! A block and its derived rows are written in ONE write transaction with
@@ -37,6 +39,7 @@ const HISTORY: TableDefinition<'_, ([u8; 32], u64, u32, u32), &[u8]> =
 const CLAIMS: TableDefinition<'_, (u64, [u8; 20]), u128> = TableDefinition::new("claims");
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 const CERTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("certs");
+const OUTBOX: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("outbox");
 
 /// File name of the database inside a ledger directory.
 pub const DB_FILE: &str = "ledger.redb";
@@ -307,6 +310,47 @@ impl BlockStore {
     pub fn certificate_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.read()?;
         certificate_bytes_in(&txn, &self.path, height)
+    }
+
+    /// Durably keeps a gateway batch (canonical entry bytes) under its nonce.
+    pub fn put_outbox(&self, nonce: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        let e = self.err();
+        let txn = self.begin_write()?;
+        {
+            let mut t = txn.open_table(OUTBOX).map_err(|x| e(x.into()))?;
+            t.insert(nonce, bytes).map_err(|x| e(x.into()))?;
+        }
+        txn.commit().map_err(|x| e(x.into()))
+    }
+
+    /// Forgets outbox batches with a nonce below `nonce` (they are on the chain)
+    /// and those listed in `dropped`.
+    pub fn prune_outbox(&self, nonce: u64, dropped: &[u64]) -> Result<(), StoreError> {
+        let e = self.err();
+        let txn = self.begin_write()?;
+        {
+            let mut t = txn.open_table(OUTBOX).map_err(|x| e(x.into()))?;
+            t.retain(|n, _| n >= nonce && !dropped.contains(&n))
+                .map_err(|x| e(x.into()))?;
+        }
+        txn.commit().map_err(|x| e(x.into()))
+    }
+
+    /// The outbox, by nonce.
+    pub fn outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let e = self.err();
+        let txn = self.read()?;
+        let t = match txn.open_table(OUTBOX) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(x) => return Err(e(x.into())),
+        };
+        let mut out = Vec::new();
+        for r in t.iter().map_err(|x| e(x.into()))? {
+            let (k, v) = r.map_err(|x| e(x.into()))?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Stores a snapshot of the state after block `height` and keeps only the

@@ -7,82 +7,12 @@
 mod common;
 
 use common::*;
-use lode_ledger::consensus::{
-    CertError, CommitCertificate, VOTE_TAG, Validator, VoteBody, VoteType, vote_sign_bytes,
-};
+use lode_ledger::consensus::CertError;
 use lode_ledger::{
-    BlockFault, ConsensusParams, Entry, Genesis, LedgerConfig, ONE_TOKEN, Replica, ReplicaError,
-    Transfer, VerifyError,
+    BlockFault, Entry, Genesis, LedgerConfig, ONE_TOKEN, Replica, ReplicaError, Transfer,
+    VerifyError,
 };
 use lode_proto::{Hash32, Keypair, canonical};
-
-fn keys() -> Vec<Keypair> {
-    (0..4)
-        .map(|i| Keypair::from_secret_bytes(&[60 + i; 32]))
-        .collect()
-}
-
-fn genesis() -> Genesis {
-    let mut g = test_genesis();
-    g.validators = Vec::new();
-    g.consensus = Some(ConsensusParams {
-        validators: keys()
-            .iter()
-            .enumerate()
-            .map(|(i, k)| Validator {
-                did: k.did(),
-                power: i as u64 + 1,
-            })
-            .collect(),
-        gateways: vec![kp(99).did()],
-    });
-    g
-}
-
-fn replicas(dir: &std::path::Path) -> Vec<Replica> {
-    keys()
-        .into_iter()
-        .enumerate()
-        .map(|(i, k)| {
-            Replica::create(
-                &dir.join(format!("v{i}")),
-                &genesis(),
-                k,
-                LedgerConfig::default(),
-            )
-            .unwrap()
-        })
-        .collect()
-}
-
-fn certificate(
-    chain: Hash32,
-    height: u64,
-    block: Hash32,
-    signers: &[&Keypair],
-) -> CommitCertificate {
-    let mut signatures: Vec<_> = signers
-        .iter()
-        .map(|k| {
-            let body = VoteBody {
-                chain,
-                vote: VoteType::Precommit,
-                height,
-                round: 0,
-                block: Some(block),
-                validator: k.did(),
-            };
-            (k.did(), k.sign_tagged(VOTE_TAG, &vote_sign_bytes(&body)))
-        })
-        .collect();
-    signatures.sort_by_key(|(d, _)| *d);
-    CommitCertificate {
-        height,
-        round: 0,
-        block,
-        signatures,
-    }
-}
 
 fn transfer(r: &mut Replica, amount: u128) -> Entry {
     let f = funder();
@@ -392,7 +322,7 @@ fn gateways_submit_in_signed_batches_and_only_the_holder_settles() {
         lode_ledger::EntryError::GatewayOnly("job_escrow")
     ));
     let b1 = batch(&mut r, &gw_a, vec![register.clone()]);
-    decide(&mut r, &[register.clone()], t);
+    decide(&mut r, std::slice::from_ref(&register), t);
 
     // Gateway A takes job 1's escrow; gateway B job 2's.
     let a1 = batch(&mut r, &gw_a, vec![escrow.clone()]);

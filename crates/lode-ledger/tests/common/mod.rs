@@ -202,3 +202,78 @@ pub fn entry_err(p: &mut Producer, e: Entry) -> EntryError {
         other => panic!("expected an entry error, got {other:?}"),
     }
 }
+
+// ---------------------------------------------------------------------------
+// Replicated chains (issue 14): four validators with powers 1..=4, gateway kp(99).
+
+use lode_ledger::consensus::{
+    CommitCertificate, VOTE_TAG, Validator, VoteBody, VoteType, vote_sign_bytes,
+};
+
+pub fn keys() -> Vec<Keypair> {
+    (0..4)
+        .map(|i| Keypair::from_secret_bytes(&[60 + i; 32]))
+        .collect()
+}
+
+pub fn genesis() -> Genesis {
+    let mut g = test_genesis();
+    g.validators = Vec::new();
+    g.consensus = Some(ConsensusParams {
+        validators: keys()
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Validator {
+                did: k.did(),
+                power: i as u64 + 1,
+            })
+            .collect(),
+        gateways: vec![kp(99).did()],
+    });
+    g
+}
+
+pub fn replicas(dir: &std::path::Path) -> Vec<Replica> {
+    keys()
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            Replica::create(
+                &dir.join(format!("v{i}")),
+                &genesis(),
+                k,
+                LedgerConfig::default(),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+pub fn certificate(
+    chain: Hash32,
+    height: u64,
+    block: Hash32,
+    signers: &[&Keypair],
+) -> CommitCertificate {
+    let mut signatures: Vec<_> = signers
+        .iter()
+        .map(|k| {
+            let body = VoteBody {
+                chain,
+                vote: VoteType::Precommit,
+                height,
+                round: 0,
+                block: Some(block),
+                validator: k.did(),
+            };
+            (k.did(), k.sign_tagged(VOTE_TAG, &vote_sign_bytes(&body)))
+        })
+        .collect();
+    signatures.sort_by_key(|(d, _)| *d);
+    CommitCertificate {
+        height,
+        round: 0,
+        block,
+        signatures,
+    }
+}

@@ -541,9 +541,12 @@ impl<A: App> Loop<A> {
                 let _ = reply.send(Height(1));
             }
             AppMsg::ReceivedProposalPart {
-                from, part, reply, ..
+                from,
+                published_by,
+                part,
+                reply,
             } => {
-                let out = match self.reasm.push(part) {
+                let out = match self.reasm.push(published_by, part) {
                     Ok(Some(a)) => self.received(a)?,
                     Ok(None) => None,
                     Err(e) => {

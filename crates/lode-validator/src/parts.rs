@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use borsh::{BorshDeserialize, BorshSerialize};
 use bytes::Bytes;
 use malachitebft_app_channel::app::streaming::{StreamContent, StreamId, StreamMessage};
+use malachitebft_app_channel::app::types::PeerId;
 use malachitebft_core_types::Round;
 
 use crate::ctx::{Address, Height, Sig, ValueId};
@@ -98,12 +99,18 @@ struct Partial {
     bytes: usize,
 }
 
+/// Streams are told apart by publisher and stream id (a relay cannot
+/// poison another publisher's stream).
+type Key = (Option<PeerId>, StreamId);
+
 /// Puts proposal streams back together.
 #[derive(Debug)]
 pub struct Reassembler {
     max_block: usize,
-    streams: HashMap<StreamId, Partial>,
-    order: VecDeque<StreamId>,
+    streams: HashMap<Key, Partial>,
+    order: VecDeque<Key>,
+    /// Data bytes buffered over all streams.
+    total: usize,
 }
 
 impl Reassembler {
@@ -112,6 +119,7 @@ impl Reassembler {
             max_block: max_block_bytes,
             streams: HashMap::new(),
             order: VecDeque::new(),
+            total: 0,
         }
     }
 
@@ -119,76 +127,100 @@ impl Reassembler {
         (self.max_block / CHUNK_BYTES) as u64 + 3
     }
 
-    /// Adds one message; returns the proposal once its stream is complete.
-    /// On error the whole stream is dropped.
+    /// Most data buffered over all streams: the oldest streams are dropped beyond it.
+    fn max_total(&self) -> usize {
+        self.max_block.saturating_mul(4).max(CHUNK_BYTES * 4)
+    }
+
+    fn drop_stream(&mut self, key: &Key) {
+        if let Some(st) = self.streams.remove(key) {
+            self.total -= st.bytes;
+        }
+        self.order.retain(|k| k != key);
+    }
+
+    /// Adds one message of `publisher`'s stream; returns the proposal once the
+    /// stream is complete. On error the whole stream is dropped; an identical
+    /// duplicate (a relay's copy) is ignored.
     pub fn push(
         &mut self,
+        publisher: Option<PeerId>,
         msg: StreamMessage<ProposalPart>,
     ) -> Result<Option<Assembled>, PartError> {
-        let id = msg.stream_id.clone();
-        let r = self.push_inner(msg);
+        let key = (publisher, msg.stream_id.clone());
+        let r = self.push_inner(&key, msg);
         if !matches!(r, Ok(None)) {
-            self.streams.remove(&id);
-            self.order.retain(|s| *s != id);
+            self.drop_stream(&key);
         }
         r
     }
 
     fn push_inner(
         &mut self,
+        key: &Key,
         msg: StreamMessage<ProposalPart>,
     ) -> Result<Option<Assembled>, PartError> {
         let seq = msg.sequence;
         if seq > self.max_parts() {
             return Err(PartError::BadSequence(seq));
         }
-        if let StreamContent::Data(ProposalPart::Data(d)) = &msg.content
-            && d.len() > CHUNK_BYTES
-        {
-            return Err(PartError::ChunkTooLarge(d.len()));
-        }
-        if let StreamContent::Data(ProposalPart::Init(i)) = &msg.content
-            && i.len > self.max_block as u64
-        {
-            return Err(PartError::TooLarge {
-                len: i.len,
-                max: self.max_block,
-            });
-        }
-        if !self.streams.contains_key(&msg.stream_id) {
-            if self.order.len() >= MAX_STREAMS
-                && let Some(old) = self.order.pop_front()
-            {
-                self.streams.remove(&old);
+        let data_len = match &msg.content {
+            StreamContent::Data(ProposalPart::Data(d)) if d.len() > CHUNK_BYTES => {
+                return Err(PartError::ChunkTooLarge(d.len()));
             }
-            self.order.push_back(msg.stream_id.clone());
+            StreamContent::Data(ProposalPart::Data(d)) => d.len(),
+            StreamContent::Data(ProposalPart::Init(i)) if i.len > self.max_block as u64 => {
+                return Err(PartError::TooLarge {
+                    len: i.len,
+                    max: self.max_block,
+                });
+            }
+            _ => 0,
+        };
+        if !self.streams.contains_key(key) {
+            if self.order.len() >= MAX_STREAMS
+                && let Some(old) = self.order.front().cloned()
+            {
+                self.drop_stream(&old);
+            }
+            self.order.push_back(key.clone());
+            self.streams.insert(key.clone(), Partial::default());
+        }
+        // Make room: drop the oldest other streams while over the total bound.
+        while self.total + data_len > self.max_total() {
+            match self.order.iter().find(|k| *k != key).cloned() {
+                Some(old) => self.drop_stream(&old),
+                None => break,
+            }
         }
         let max_block = self.max_block;
-        let st = self.streams.entry(msg.stream_id.clone()).or_default();
+        let Some(st) = self.streams.get_mut(key) else {
+            return Err(PartError::Malformed("stream lost"));
+        };
         match msg.content {
-            StreamContent::Fin => {
-                if st.end.is_some() {
-                    return Err(PartError::Duplicate(seq));
-                }
-                st.end = Some(seq);
-            }
-            StreamContent::Data(p) => {
-                if let ProposalPart::Data(d) = &p {
-                    st.bytes += d.len();
-                    if st.bytes > max_block {
+            StreamContent::Fin => match st.end {
+                Some(e) if e == seq => return Ok(None),
+                Some(_) => return Err(PartError::Duplicate(seq)),
+                None => st.end = Some(seq),
+            },
+            StreamContent::Data(p) => match st.parts.get(&seq) {
+                Some(old) if *old == p => return Ok(None),
+                Some(_) => return Err(PartError::Duplicate(seq)),
+                None => {
+                    if st.bytes + data_len > max_block {
                         return Err(PartError::TooLarge {
-                            len: st.bytes as u64,
+                            len: (st.bytes + data_len) as u64,
                             max: max_block,
                         });
                     }
+                    st.bytes += data_len;
+                    self.total += data_len;
+                    st.parts.insert(seq, p);
                 }
-                if st.parts.insert(seq, p).is_some() {
-                    return Err(PartError::Duplicate(seq));
-                }
-            }
+            },
         }
         if let Some(end) = st.end
-            && (st.parts.keys().next_back().is_some_and(|k| *k >= end))
+            && st.parts.keys().next_back().is_some_and(|k| *k >= end)
         {
             return Err(PartError::Malformed("a part after the end of the stream"));
         }
@@ -261,7 +293,7 @@ mod tests {
         let mut r = Reassembler::new(1 << 20);
         let mut done = None;
         for m in msgs {
-            if let Some(a) = r.push(m).unwrap() {
+            if let Some(a) = r.push(None, m).unwrap() {
                 done = Some(a);
             }
         }
@@ -274,34 +306,42 @@ mod tests {
     fn oversized_is_refused() {
         let mut r = Reassembler::new(1000);
         let e = r
-            .push(StreamMessage::new(
-                sid(1),
-                0,
-                StreamContent::Data(ProposalPart::Init(init(5000))),
-            ))
+            .push(
+                None,
+                StreamMessage::new(
+                    sid(1),
+                    0,
+                    StreamContent::Data(ProposalPart::Init(init(5000))),
+                ),
+            )
             .unwrap_err();
         assert!(matches!(e, PartError::TooLarge { .. }));
         // a lying Init: declared small, data beyond the bound
-        r.push(StreamMessage::new(
-            sid(2),
-            0,
-            StreamContent::Data(ProposalPart::Init(init(10))),
-        ))
+        r.push(
+            None,
+            StreamMessage::new(sid(2), 0, StreamContent::Data(ProposalPart::Init(init(10)))),
+        )
         .unwrap();
         let e = r
-            .push(StreamMessage::new(
-                sid(2),
-                1,
-                StreamContent::Data(ProposalPart::Data(vec![0; 1001])),
-            ))
+            .push(
+                None,
+                StreamMessage::new(
+                    sid(2),
+                    1,
+                    StreamContent::Data(ProposalPart::Data(vec![0; 1001])),
+                ),
+            )
             .unwrap_err();
         assert!(matches!(e, PartError::TooLarge { .. }));
         let e = r
-            .push(StreamMessage::new(
-                sid(3),
-                1,
-                StreamContent::Data(ProposalPart::Data(vec![0; CHUNK_BYTES + 1])),
-            ))
+            .push(
+                None,
+                StreamMessage::new(
+                    sid(3),
+                    1,
+                    StreamContent::Data(ProposalPart::Data(vec![0; CHUNK_BYTES + 1])),
+                ),
+            )
             .unwrap_err();
         assert!(matches!(e, PartError::ChunkTooLarge(_)));
     }
@@ -310,37 +350,53 @@ mod tests {
     fn malformed_streams() {
         let mut r = Reassembler::new(1000);
         // no Init
-        r.push(StreamMessage::new(
-            sid(1),
-            0,
-            StreamContent::Data(ProposalPart::Data(vec![1])),
-        ))
+        r.push(
+            None,
+            StreamMessage::new(sid(1), 0, StreamContent::Data(ProposalPart::Data(vec![1]))),
+        )
         .unwrap();
         let e = r
-            .push(StreamMessage::new(sid(1), 1, StreamContent::Fin))
+            .push(None, StreamMessage::new(sid(1), 1, StreamContent::Fin))
             .unwrap_err();
         assert!(matches!(e, PartError::Malformed(_)));
         // wrong length
-        r.push(StreamMessage::new(
-            sid(2),
-            0,
-            StreamContent::Data(ProposalPart::Init(init(3))),
-        ))
+        r.push(
+            None,
+            StreamMessage::new(sid(2), 0, StreamContent::Data(ProposalPart::Init(init(3)))),
+        )
         .unwrap();
-        r.push(StreamMessage::new(
-            sid(2),
-            1,
-            StreamContent::Data(ProposalPart::Fin(Sig([0; 64]))),
-        ))
+        r.push(
+            None,
+            StreamMessage::new(
+                sid(2),
+                1,
+                StreamContent::Data(ProposalPart::Fin(Sig([0; 64]))),
+            ),
+        )
         .unwrap();
         let e = r
-            .push(StreamMessage::new(sid(2), 2, StreamContent::Fin))
+            .push(None, StreamMessage::new(sid(2), 2, StreamContent::Fin))
             .unwrap_err();
         assert!(matches!(e, PartError::Malformed(_)));
         // absurd sequence
         let e = r
-            .push(StreamMessage::new(sid(3), u64::MAX, StreamContent::Fin))
+            .push(
+                None,
+                StreamMessage::new(sid(3), u64::MAX, StreamContent::Fin),
+            )
             .unwrap_err();
         assert!(matches!(e, PartError::BadSequence(_)));
+    }
+
+    #[test]
+    fn relayed_copies_are_ignored() {
+        let block = vec![5u8; 10];
+        let msgs = stream(sid(1), split(init(10), &block, Sig([3; 64])));
+        let mut r = Reassembler::new(1000);
+        r.push(None, msgs[0].clone()).unwrap();
+        assert_eq!(r.push(None, msgs[0].clone()), Ok(None));
+        r.push(None, msgs[1].clone()).unwrap();
+        r.push(None, msgs[2].clone()).unwrap();
+        assert!(r.push(None, msgs[3].clone()).unwrap().is_some());
     }
 }

@@ -54,7 +54,7 @@ proptest! {
                     Err(_) => StreamContent::Data(ProposalPart::Data(vec![1, 2, 3])),
                 }
             };
-            let _ = r.push(StreamMessage::new(StreamId::new(Bytes::from_static(b"s")), seq, content));
+            let _ = r.push(None, StreamMessage::new(StreamId::new(Bytes::from_static(b"s")), seq, content));
         }
     }
 }
@@ -66,11 +66,10 @@ fn an_oversized_stream_is_refused() {
     let mut refused = None;
     for seq in 1..10u64 {
         let part = ProposalPart::Data(vec![0; CHUNK_BYTES]);
-        if let Err(e) = r.push(StreamMessage::new(
-            id.clone(),
-            seq,
-            StreamContent::Data(part),
-        )) {
+        if let Err(e) = r.push(
+            None,
+            StreamMessage::new(id.clone(), seq, StreamContent::Data(part)),
+        ) {
             refused = Some(e);
             break;
         }

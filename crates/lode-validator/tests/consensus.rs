@@ -14,6 +14,10 @@ async fn four_weighted_validators_decide_identical_blocks() {
     init_logs();
     let t = Instant::now();
     let mut c = Cluster::new(&[1, 2, 3, 4]);
+    // blocks of ~300 KB: streamed as 3 parts
+    for n in &mut c.nodes {
+        n.filler = 300_000;
+    }
     c.start_all().await;
     c.wait(60, "20 heights everywhere", |c| {
         c.nodes.iter().all(|n| n.height() >= 20)
@@ -21,6 +25,7 @@ async fn four_weighted_validators_decide_identical_blocks() {
     .await;
     c.stop_all().await;
     c.assert_consistent();
+    assert!(c.nodes[0].chain().blocks[&1].1.len() > 2 * 128 * 1024);
     eprintln!("20 heights in {:?}", t.elapsed());
 }
 
@@ -98,4 +103,27 @@ async fn an_equivocating_validator_is_reported() {
         }
     }
     assert!(votes > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invalid_proposals_are_voted_down() {
+    let _g = serial().await;
+    init_logs();
+    let mut c = Cluster::new(&[1, 2, 3, 4]);
+    c.nodes[3].bad = true; // power 4: its proposals (~40 % of rounds) are invalid
+    let bad = c.nodes[3].did().short();
+    c.start_all().await;
+    c.wait(60, "10 heights", |c| {
+        c.nodes[..3].iter().all(|n| n.height() >= 10)
+    })
+    .await;
+    c.stop_all().await;
+    c.assert_consistent();
+    for (h, (_, bytes, _)) in c.nodes[0].chain().blocks {
+        let b: common::ToyBlock = lode_proto::canonical::decode(&bytes).unwrap();
+        assert!(
+            !b.payload.starts_with(&bad),
+            "an invalid block was committed at {h}"
+        );
+    }
 }

@@ -60,6 +60,10 @@ pub type Shared = Arc<Mutex<Chain>>;
 
 pub struct ToyApp {
     pub me: Did,
+    /// Filler bytes in each proposed block (multi-chunk streams when large).
+    pub filler: usize,
+    /// Proposes blocks with a wrong parent (honest validators vote them invalid).
+    pub bad: bool,
     pub set: ValidatorSet,
     pub chain: Shared,
 }
@@ -88,8 +92,16 @@ impl App for ToyApp {
         }
         let b = ToyBlock {
             height,
-            prev: c.id(height - 1),
-            payload: format!("{} @{height}/{round}", self.me.short()),
+            prev: if self.bad {
+                Hash32([0xbb; 32])
+            } else {
+                c.id(height - 1)
+            },
+            payload: format!(
+                "{} @{height}/{round} {}",
+                self.me.short(),
+                "x".repeat(self.filler)
+            ),
         };
         let bytes = canonical::encode(&b).map_err(|e| AppError::Other(e.to_string()))?;
         Ok((Hash32::sha256(&bytes), bytes))
@@ -150,6 +162,8 @@ pub struct Node {
     pub chain: Shared,
     pub handle: Option<EngineHandle>,
     pub equivocate: bool,
+    pub filler: usize,
+    pub bad: bool,
 }
 
 impl Node {
@@ -196,6 +210,8 @@ impl Cluster {
                 chain: Shared::default(),
                 handle: None,
                 equivocate: false,
+                filler: 0,
+                bad: false,
             })
             .collect();
         let set = ValidatorSet::new(
@@ -238,6 +254,8 @@ impl Cluster {
         loop {
             let app = ToyApp {
                 me: self.nodes[i].did(),
+                filler: self.nodes[i].filler,
+                bad: self.nodes[i].bad,
                 set: self.set.clone(),
                 chain: self.nodes[i].chain.clone(),
             };

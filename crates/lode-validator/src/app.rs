@@ -130,3 +130,56 @@ impl Equivocation {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lode_proto::Keypair;
+
+    fn vote_sig(k: &Keypair, chain: Hash32, block: Option<Hash32>) -> Signature {
+        let body = VoteBody {
+            chain,
+            vote: VoteType::Prevote,
+            height: 3,
+            round: 1,
+            block,
+            validator: k.did(),
+        };
+        k.sign_tagged(VOTE_TAG, &vote_sign_bytes(&body))
+    }
+
+    #[test]
+    fn double_votes_verify_and_forgeries_do_not() {
+        let k = Keypair::from_secret_bytes(&[3; 32]);
+        let chain = Hash32([1; 32]);
+        let a = Some(Hash32([5; 32]));
+        let e = Equivocation {
+            validator: k.did(),
+            height: 3,
+            round: 1,
+            kind: EquivocationKind::Vote(VoteType::Prevote),
+            first: Signed {
+                block: a,
+                pol_round: None,
+                signature: vote_sig(&k, chain, a),
+            },
+            second: Signed {
+                block: None,
+                pol_round: None,
+                signature: vote_sig(&k, chain, None),
+            },
+        };
+        assert!(e.verify(chain));
+        assert!(!e.verify(Hash32([2; 32])));
+        let same = Equivocation {
+            second: e.first.clone(),
+            ..e.clone()
+        };
+        assert!(!same.verify(chain));
+        let other = Equivocation {
+            validator: Keypair::from_secret_bytes(&[4; 32]).did(),
+            ..e
+        };
+        assert!(!other.verify(chain));
+    }
+}

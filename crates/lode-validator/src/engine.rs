@@ -783,3 +783,273 @@ impl<A: App> Loop<A> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The loop alone (no network): own-block reuse across rounds and
+    //! restarts, the unknown-decided restart, received streams.
+
+    use super::*;
+    use crate::parts::{split, stream};
+    use lode_ledger::consensus::{CommitCertificate, Validator, ValidatorSet as LedgerSet};
+    use lode_proto::Did;
+    use malachitebft_app_channel::app::types::PeerId;
+    use malachitebft_app_channel::app::types::core::CommitCertificate as McCert;
+    use malachitebft_core_consensus::MisbehaviorEvidence;
+    use std::sync::{Arc, Mutex};
+    use tokio::sync::mpsc;
+
+    #[derive(Default)]
+    struct Log {
+        proposed: u32,
+        committed: Vec<(u64, Hash32)>,
+    }
+
+    struct Mock {
+        set: LedgerSet,
+        log: Arc<Mutex<Log>>,
+    }
+
+    impl App for Mock {
+        fn chain_id(&self) -> Hash32 {
+            Hash32([4; 32])
+        }
+        fn committed_height(&self) -> u64 {
+            self.log.lock().unwrap().committed.len() as u64
+        }
+        fn validator_set(&self, _: u64) -> Result<LedgerSet, AppError> {
+            Ok(self.set.clone())
+        }
+        fn propose(&mut self, height: u64, round: u32) -> Result<(Hash32, Vec<u8>), AppError> {
+            self.log.lock().unwrap().proposed += 1;
+            let bytes = vec![height as u8; 300_000 + round as usize];
+            Ok((Hash32::sha256(&bytes), bytes))
+        }
+        fn check(&mut self, _: u64, _: Did, bytes: &[u8]) -> Result<Hash32, AppError> {
+            if bytes.starts_with(b"bad") {
+                return Err(AppError::Invalid("bad".into()));
+            }
+            Ok(Hash32::sha256(bytes))
+        }
+        fn commit(
+            &mut self,
+            height: u64,
+            block: Hash32,
+            _: &[u8],
+            _: CommitCertificate,
+        ) -> Result<(), AppError> {
+            self.log.lock().unwrap().committed.push((height, block));
+            Ok(())
+        }
+        fn decided(&self, _: u64) -> Result<Option<(Vec<u8>, CommitCertificate)>, AppError> {
+            Ok(None)
+        }
+        fn evidence(&mut self, _: Vec<crate::Equivocation>) {}
+    }
+
+    fn peer() -> PeerId {
+        let k = NetKeypair::ed25519_from_bytes([5; 32]).unwrap();
+        PeerId::from_bytes(&k.public().to_peer_id().to_bytes()).unwrap()
+    }
+
+    fn keys() -> (Keypair, Keypair) {
+        (
+            Keypair::from_secret_bytes(&[1; 32]),
+            Keypair::from_secret_bytes(&[2; 32]),
+        )
+    }
+
+    fn new_loop(
+        home: &std::path::Path,
+        log: Arc<Mutex<Log>>,
+    ) -> (Loop<Mock>, mpsc::Receiver<NetworkMsg<LodeCtx>>) {
+        let (me, other) = keys();
+        let set = LedgerSet::new(vec![
+            Validator {
+                did: me.did(),
+                power: 1,
+            },
+            Validator {
+                did: other.did(),
+                power: 1,
+            },
+        ])
+        .unwrap();
+        let (tx, rx) = mpsc::channel(1000);
+        let chain = Hash32([4; 32]);
+        let l = Loop {
+            app: Mock { set, log },
+            me: Address(me.did()),
+            chain,
+            signer: LodeSigner::new(me, chain),
+            store: ProposalStore::open(&home.join("proposals.redb")).unwrap(),
+            reasm: Reassembler::new(1 << 20),
+            timeouts: Timeouts::default().linear(),
+            max_block: 1 << 20,
+            missing: None,
+            pending: BTreeMap::new(),
+            nonce: 0,
+            network: tx,
+        };
+        (l, rx)
+    }
+
+    async fn get_value(l: &mut Loop<Mock>, h: u64, r: u32) -> ValueId {
+        let (reply, rx) = oneshot::channel();
+        l.handle(AppMsg::GetValue {
+            height: Height(h),
+            round: Round::new(r),
+            timeout: Duration::from_secs(1),
+            reply,
+        })
+        .await
+        .unwrap();
+        rx.await.unwrap().value.id
+    }
+
+    async fn started(l: &mut Loop<Mock>, h: u64, r: u32) -> Vec<ProposedValue<LodeCtx>> {
+        let (reply_value, rx) = oneshot::channel();
+        l.handle(AppMsg::StartedRound {
+            height: Height(h),
+            round: Round::new(r),
+            proposer: l.me,
+            role: malachitebft_app_channel::app::consensus::Role::Proposer,
+            reply_value,
+        })
+        .await
+        .unwrap();
+        rx.await.unwrap()
+    }
+
+    fn cert(h: u64, id: ValueId) -> McCert<LodeCtx> {
+        McCert {
+            height: Height(h),
+            round: Round::new(0),
+            value_id: id,
+            commit_signatures: vec![],
+        }
+    }
+
+    async fn decide(l: &mut Loop<Mock>, h: u64, id: ValueId) -> Next<LodeCtx> {
+        let (reply, rx) = oneshot::channel();
+        l.handle(AppMsg::Decided {
+            certificate: cert(h, id),
+            extensions: Default::default(),
+            reply,
+        })
+        .await
+        .unwrap();
+        rx.await.unwrap();
+        let (reply, rx) = oneshot::channel();
+        l.handle(AppMsg::Finalized {
+            certificate: cert(h, id),
+            extensions: Default::default(),
+            evidence: MisbehaviorEvidence {
+                proposals: Default::default(),
+                votes: Default::default(),
+            },
+            reply,
+        })
+        .await
+        .unwrap();
+        rx.await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn own_block_is_reproposed_across_rounds_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(Mutex::new(Log::default()));
+        let (mut l, mut net) = new_loop(dir.path(), log.clone());
+        let v0 = get_value(&mut l, 1, 0).await;
+        let v1 = get_value(&mut l, 1, 1).await;
+        assert_eq!(v0, v1);
+        assert_eq!(log.lock().unwrap().proposed, 1);
+        // 300 KB: Init, 3 data chunks, Fin, end marker; twice
+        let mut published = 0;
+        while net.try_recv().is_ok() {
+            published += 1;
+        }
+        assert_eq!(published, 12);
+        drop(l);
+
+        let fresh = Arc::new(Mutex::new(Log::default()));
+        let (mut l, _net) = new_loop(dir.path(), fresh.clone());
+        let seen = started(&mut l, 1, 1).await;
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].value.id, v0);
+        assert_eq!(seen[0].validity, Validity::Valid);
+        assert_eq!(get_value(&mut l, 1, 2).await, v0);
+        assert_eq!(fresh.lock().unwrap().proposed, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_unknown_decided_value_restarts_the_height() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(Mutex::new(Log::default()));
+        let (mut l, _net) = new_loop(dir.path(), log.clone());
+        let next = decide(&mut l, 1, ValueId(Hash32([9; 32]))).await;
+        assert!(matches!(next, Next::Restart(Height(1), _)));
+        assert!(log.lock().unwrap().committed.is_empty());
+        let id = get_value(&mut l, 1, 0).await;
+        let next = decide(&mut l, 1, id).await;
+        assert!(matches!(next, Next::Start(Height(2), _)));
+        assert_eq!(log.lock().unwrap().committed, vec![(1, id.0)]);
+        // pruned once committed
+        assert!(l.store.at_height(1).unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn received_streams_are_checked_signed_and_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(Mutex::new(Log::default()));
+        let (mut l, _net) = new_loop(dir.path(), log);
+        let (_, other) = keys();
+        let set = ValidatorSet::from(&l.app.set);
+        let round = (0..100)
+            .find(|r| select_proposer(&set, 1, *r).unwrap().address == Address(other.did()))
+            .unwrap();
+        let chain = l.chain;
+        let deliver = async |l: &mut Loop<Mock>, bytes: &[u8], signer: &Keypair, n: u8| {
+            let block = ValueId(Hash32::sha256(bytes));
+            let body = ProposalBody {
+                chain,
+                height: 1,
+                round,
+                block: block.0,
+                pol_round: None,
+                proposer: other.did(),
+            };
+            let sig = LodeSigner::new(signer.clone(), chain).proposal_signature(&body);
+            let init = PartInit {
+                height: Height(1),
+                round: Round::new(round),
+                pol_round: Round::Nil,
+                proposer: Address(other.did()),
+                block,
+                len: bytes.len() as u64,
+            };
+            let mut last = None;
+            for part in stream(StreamId::new(Bytes::from(vec![n])), split(init, bytes, sig)) {
+                let (reply, rx) = oneshot::channel();
+                l.handle(AppMsg::ReceivedProposalPart {
+                    from: peer(),
+                    published_by: None,
+                    part,
+                    reply,
+                })
+                .await
+                .unwrap();
+                last = rx.await.unwrap();
+            }
+            last
+        };
+        let good = deliver(&mut l, &[7u8; 200_000], &other, 1).await.unwrap();
+        assert_eq!(good.validity, Validity::Valid);
+        let bad = deliver(&mut l, b"bad block", &other, 2).await.unwrap();
+        assert_eq!(bad.validity, Validity::Invalid);
+        let (me, _) = keys();
+        assert!(deliver(&mut l, b"forged", &me, 3).await.is_none());
+        let stored = l.store.at_round(1, round).unwrap();
+        assert_eq!(stored.len(), 2);
+    }
+}

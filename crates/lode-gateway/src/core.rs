@@ -1785,7 +1785,7 @@ impl Core {
     }
 
     fn submit_penalty(&mut self, e: Entry) {
-        let after_height = self.ledger.state().height();
+        let after_height = self.ledger.seal_mark();
         let seq = self.outbox_seq;
         self.outbox_seq += 1;
         let rec = OutboxRecord {
@@ -1813,7 +1813,7 @@ impl Core {
 
     /// Drops outbox rows a sealed block now holds (tip above their height).
     fn outbox_sealed(&mut self) {
-        let tip = self.ledger.state().height();
+        let tip = self.ledger.seal_mark();
         let done: Vec<u64> = self
             .outbox_unsealed
             .iter()
@@ -1832,7 +1832,7 @@ impl Core {
     /// At start: outbox entries no sealed block holds (lost with the pending
     /// pool) are submitted again; the others are dropped.
     fn recover_outbox(&mut self) -> Result<(), crate::GatewayError> {
-        let tip = self.ledger.state().height();
+        let tip = self.ledger.seal_mark();
         let mut done = vec![];
         for (seq, rec) in self.db.outbox()? {
             self.outbox_seq = self.outbox_seq.max(seq + 1);
@@ -1991,16 +1991,44 @@ impl Core {
         work
     }
 
-    /// Seals the open ledger block (closing due epochs).
+    /// Seals the open ledger block (closing due epochs); on a replicated
+    /// chain, makes the open entries one durable batch for the validators.
     pub fn seal(&mut self, now: u64) {
         let (e0, r0) = self.seal_marks();
         match self.ledger.seal_block(now) {
-            Ok(Some(b)) => {
+            Ok(Some(b)) => self.on_sealed(e0, r0, b.height),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "sealing a ledger block failed"),
+        }
+    }
+
+    /// A block decided by the validators (a replicated chain): checked and
+    /// applied by the ledger, then everything a sealed block triggers.
+    pub fn apply_remote_block(
+        &mut self,
+        block: lode_ledger::Block,
+        cert: &lode_ledger::consensus::CommitCertificate,
+    ) -> Result<lode_ledger::RemoteBlock, Box<LedgerError>> {
+        let (e0, r0) = self.seal_marks();
+        let r = self.ledger.apply_remote(block, cert).map_err(Box::new)?;
+        for (entry, why) in &r.dropped {
+            self.metrics.entries_dropped.inc();
+            tracing::warn!(kind = entry.kind_name(), error = %why, "an entry no longer applies on the validators' chain; dropped");
+        }
+        if let Some(b) = &r.sealed {
+            self.on_sealed(e0, r0, b.height);
+        }
+        Ok(r)
+    }
+
+    fn on_sealed(&mut self, e0: u64, r0: u128, height: u64) {
+        {
+            {
                 self.after_seal(e0, r0);
                 self.outbox_sealed();
                 self.close_settled();
                 self.metrics.blocks_sealed.inc();
-                self.metrics.ledger_height.set(b.height);
+                self.metrics.ledger_height.set(height);
                 // A new epoch: groups are those of the nodes online now (their
                 // multipliers go into the next block, the new epoch's).
                 if self.sybil.start_epoch(self.ledger.state().epoch()) {
@@ -2018,8 +2046,6 @@ impl Core {
                     }
                 }
             }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "sealing a ledger block failed"),
         }
     }
 

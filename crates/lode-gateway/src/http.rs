@@ -827,8 +827,8 @@ pub const BLOCKS_PAGE_BYTES: usize = 8 << 20;
 
 /// Raw blocks for anyone to replay (`lode ledger verify --from URL`): from
 /// height `from` (default 0), at most `limit` (default and most 256) and about
-/// 8 MiB; framed as `lode_ledger::raw` says (this chain's blocks carry no
-/// certificate). `X-Lode-Head` is the head height.
+/// 8 MiB; framed as `lode_ledger::raw` says (with each block's commit
+/// certificate on a replicated chain). `X-Lode-Head` is the head height.
 async fn ledger_raw(
     State(app): State<App>,
     q: Result<Query<crate::dashboard::BlocksQuery>, QueryRejection>,
@@ -854,7 +854,11 @@ async fn ledger_raw(
         let bytes = block
             .to_bytes()
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        lode_ledger::raw::push_frame(&mut body, &bytes, None);
+        let cert = l
+            .store()
+            .certificate_bytes(h)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        lode_ledger::raw::push_frame(&mut body, &bytes, cert.as_deref());
         if body.len() >= BLOCKS_PAGE_BYTES {
             break;
         }

@@ -7,6 +7,7 @@
 
 pub mod anticheat;
 pub mod api_error;
+pub mod chain_link;
 pub mod core;
 pub mod data;
 pub mod data_api;
@@ -60,6 +61,10 @@ pub enum GatewayError {
     Serve(std::io::Error),
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
+    #[error(
+        "the genesis has a [consensus] section (a replicated chain): give the validators' URLs with --validators"
+    )]
+    NoValidators,
 }
 
 impl From<lode_ledger::LedgerError> for GatewayError {
@@ -86,6 +91,10 @@ pub struct GatewayConfig {
     pub conn: serve::ConnLimits,
     /// Storage contribution: audits, grace, limits (see [`storage`]).
     pub storage: storage::StorageConfig,
+    /// Validators' base URLs: required on a replicated chain (genesis
+    /// `[consensus]`), where this gateway submits batches instead of sealing
+    /// blocks (see [`chain_link`]).
+    pub validators: Vec<String>,
 }
 
 impl GatewayConfig {
@@ -101,6 +110,7 @@ impl GatewayConfig {
             tick_interval: Duration::from_millis(200),
             conn: serve::ConnLimits::default(),
             storage: storage::StorageConfig::default(),
+            validators: Vec::new(),
         }
     }
 }
@@ -121,12 +131,24 @@ pub fn open(cfg: &GatewayConfig) -> Result<App, GatewayError> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| GatewayError::DataDir(cfg.data_dir.clone(), e))?;
     let validator = validator_key(&cfg.data_dir)?;
-    let ledger = Ledger::open_or_create(
-        &cfg.data_dir.join("ledger"),
-        &cfg.genesis,
-        validator,
-        LedgerConfig::default(),
-    )?;
+    let ledger = if cfg.genesis.replicated() {
+        if cfg.validators.is_empty() {
+            return Err(GatewayError::NoValidators);
+        }
+        Ledger::open_follower(
+            &cfg.data_dir.join("ledger"),
+            &cfg.genesis,
+            validator,
+            LedgerConfig::default(),
+        )?
+    } else {
+        Ledger::open_or_create(
+            &cfg.data_dir.join("ledger"),
+            &cfg.genesis,
+            validator,
+            LedgerConfig::default(),
+        )?
+    };
     if let Some((h, why)) = &ledger.open_report().dropped_tail {
         tracing::warn!(height = h, reason = %why, "dropped a torn ledger block at start");
     }
@@ -209,6 +231,12 @@ pub async fn serve(
         every(period, move || storage_api::tick(&app))
     };
     let referee_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let links = match chain_link::Validators::new(cfg.validators.clone()) {
+        Some(v) if app.lock().ledger().is_follower() => {
+            chain_link::spawn(app.clone(), v, referee_stop.clone())
+        }
+        _ => Vec::new(),
+    };
     // Only a chain with staking has stake to slash (its genesis never changes).
     let staking = app.lock().ledger().state().genesis().staking.is_some();
     let referee = staking.then(|| spawn_referee(app.clone(), referee_stop.clone()));
@@ -235,6 +263,9 @@ pub async fn serve(
     referee_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(r) = referee {
         let _ = r.join();
+    }
+    for l in links {
+        let _ = l.join();
     }
     // Make whatever is queued durable before exiting.
     app.lock().shutdown(http::now_ms());

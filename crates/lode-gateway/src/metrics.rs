@@ -79,6 +79,10 @@ pub struct Metrics {
     /// Proven-fault slashes submitted after a referee run.
     pub slashes: Counter,
     pub blocks_sealed: Counter,
+    /// Entries a validators' block made inapplicable (replicated chains).
+    pub entries_dropped: Counter,
+    /// Gateway batches sent to validators and refused by them.
+    pub batches_refused: Counter,
     pub requests_rejected: Counter,
     pub nodes_online: Gauge,
     pub ledger_height: Gauge,
@@ -236,6 +240,20 @@ impl Metrics {
             c,
             "Ledger blocks sealed.",
             self.blocks_sealed.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_ledger_entries_dropped_total",
+            c,
+            "Entries dropped because a block decided by the validators made them inapplicable.",
+            self.entries_dropped.get(),
+        );
+        write_metric(
+            &mut s,
+            "lode_ledger_batches_refused_total",
+            c,
+            "Gateway batches a validator refused.",
+            self.batches_refused.get(),
         );
         write_metric(
             &mut s,

@@ -49,7 +49,7 @@ pub use genesis::{
     StakingParams,
 };
 pub use ledger::{
-    ClaimProof, Ledger, LedgerConfig, LedgerError, LedgerView, OpenReport, SealedBlock,
+    ClaimProof, Ledger, LedgerConfig, LedgerError, LedgerView, OpenReport, RemoteBlock, SealedBlock,
 };
 pub use merkle::StandardMerkleTree;
 pub use producer::{ProduceError, Producer, Staged};

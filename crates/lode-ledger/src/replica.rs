@@ -448,6 +448,23 @@ impl Replica {
         Ok(hash)
     }
 
+    /// Whether `entry` (signatures already checked) applies on the current
+    /// state; changes nothing. A mempool's admission check.
+    pub fn trial(&mut self, entry: &Entry) -> Result<(), EntryError> {
+        let ctx = crate::state::EntryCtx {
+            height: self.committed + 1,
+            index: 0,
+            block_time_ms: None,
+            signature_checked: true,
+            gateway: None,
+        };
+        let st = self.producer.state_mut();
+        let mark = st.mark();
+        let r = st.apply_entry(entry, &ctx);
+        st.rollback(&mark);
+        r
+    }
+
     /// A committed block's canonical bytes and its certificate's.
     pub fn decided(&self, height: u64) -> Result<Option<crate::raw::Frame>, ReplicaError> {
         let Some(b) = self.store.block_bytes(height).map_err(LedgerError::from)? else {

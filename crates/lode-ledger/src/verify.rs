@@ -160,12 +160,22 @@ pub fn verify_blocks(
             }
         }
         for e in &block.entries {
-            entries += 1;
-            if e.envelope().is_some() {
-                signed += 1;
-            }
-            if matches!(e, Entry::WorkReceipt(_)) {
-                receipts += 1;
+            let inner = match e {
+                Entry::GatewayBatch(env) => {
+                    crate::entry::decode_payload::<crate::entry::GatewayBatch>(env)
+                        .map(|p| p.message.entries)
+                        .unwrap_or_default()
+                }
+                _ => Vec::new(),
+            };
+            for e in std::iter::once(e).chain(&inner) {
+                entries += 1;
+                if e.envelope().is_some() {
+                    signed += 1;
+                }
+                if matches!(e, Entry::WorkReceipt(_)) {
+                    receipts += 1;
+                }
             }
         }
         expected += 1;

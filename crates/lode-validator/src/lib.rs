@@ -13,6 +13,8 @@
 //! - [`parts`]: chunked proposal streams with bounded reassembly.
 //! - [`store`]: the undecided-proposal store (redb) under the engine's home.
 //! - [`engine`]: configuration, start-up and the application loop.
+//! - [`node`]: the validator process: the ledger replica as the [`App`],
+//!   the mempool and the HTTP API.
 //!
 //! See `docs/design/lode-validator.md`.
 
@@ -21,6 +23,7 @@ pub mod cert;
 pub mod codec;
 pub mod ctx;
 pub mod engine;
+pub mod node;
 pub mod parts;
 pub mod signing;
 pub mod store;

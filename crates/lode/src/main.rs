@@ -31,6 +31,9 @@ enum Command {
     Node(cmd::node::NodeArgs),
     /// Coordinator: run a gateway that schedules and verifies work.
     Gateway(cmd::gateway::GatewayArgs),
+    /// Validator: order a replicated chain's blocks with the other validators
+    /// (BFT, stake-weighted); `lode validator genesis` writes such a chain's genesis.
+    Validator(cmd::validator::ValidatorArgs),
     /// Requester: submit and follow jobs.
     #[command(subcommand)]
     Job(cmd::job::JobCmd),
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         Command::Sandbox(c) => cmd::sandbox::run(c),
         Command::Node(a) => cmd::node::run(a),
         Command::Gateway(a) => cmd::gateway::run(a),
+        Command::Validator(a) => cmd::validator::run(a),
         Command::Job(c) => cmd::job::run(c),
         Command::Storage(c) => cmd::storage::run(c),
         Command::Wallet(c) => cmd::wallet::run(c),

@@ -125,6 +125,34 @@ impl Ledger {
         })
     }
 
+    /// A number that grows whenever what was submitted before becomes
+    /// durable: the height on a producing ledger, the gateway's next batch
+    /// nonce on a follower (kept across restarts by the chain and the outbox).
+    /// An entry submitted when it was `m` is durable once it exceeds `m`.
+    pub fn seal_mark(&self) -> u64 {
+        if self.follower.is_some() {
+            let me = self.producer.validator().did();
+            // The open entries are not in a batch: count the batches only.
+            self.follower
+                .as_ref()
+                .and_then(|f| f.inflight.last().map(|(n, _)| n + 1))
+                .unwrap_or_else(|| self.producer.state().next_nonce(&me))
+        } else {
+            self.height()
+        }
+    }
+
+    /// In-flight batches with a nonce of at least `from`.
+    pub fn inflight_from(&self, from: u64) -> Vec<(u64, Vec<u8>)> {
+        self.follower.as_ref().map_or_else(Vec::new, |f| {
+            f.inflight
+                .iter()
+                .filter(|(n, _)| *n >= from)
+                .filter_map(|(n, e)| canonical::encode(e).ok().map(|b| (*n, b)))
+                .collect()
+        })
+    }
+
     /// Number of in-flight batches.
     pub fn inflight_len(&self) -> usize {
         self.follower.as_ref().map_or(0, |f| f.inflight.len())

@@ -1,14 +1,19 @@
 //! `lode devnet`: a whole network on this machine — one gateway and N nodes, each a
-//! separate `lode` process on loopback — supervised until Ctrl-C.
+//! separate `lode` process on loopback — supervised until Ctrl-C. With
+//! `--validators V` the chain is replicated: V validator processes decide its
+//! blocks (BFT), and `--gateways G` gateways submit their entries to them.
 //!
 //! Layout of the data directory (kept between runs; a second start resumes it):
 //!
 //! ```text
 //! DIR/requester.key          demo requester (funded at genesis), mode 0600
 //! DIR/gateway/               the gateway's data: genesis.toml, gateway.redb, ledger/, modules/
+//! DIR/gatewayI/              gateway I's data (I >= 1, replicated chains)
+//! DIR/validators/vI/         validator I: validator.key, genesis.toml, ledger/, engine/
+//! DIR/validators/ports.json  the validators' consensus and HTTP ports (kept for a resume)
 //! DIR/nodes/nodeI/node.key   node I's key, with a payout address
 //! DIR/nodes/nodeI/           node I's module and compile caches
-//! DIR/logs/{gateway,nodeI}.log
+//! DIR/logs/{gateway,gatewayI,vI,nodeI}.log
 //! ```
 
 use anyhow::Result;
@@ -62,6 +67,13 @@ pub struct DevnetArgs {
     /// Work units of the --demo job.
     #[arg(long, hide = true, default_value_t = 200)]
     pub demo_units: u32,
+    /// Validators of a replicated chain (0: the gateway alone signs blocks).
+    /// A new chain only: a devnet keeps the kind of chain it was created with.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub validators: u32,
+    /// Gateways (with --validators); nodes are spread over them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub gateways: u32,
 }
 
 /// Why the devnet could not start or stopped abnormally.
@@ -123,6 +135,20 @@ impl Layout {
     }
     pub fn gateway_dir(&self) -> PathBuf {
         self.root.join("gateway")
+    }
+    /// Gateway `i`'s directory (gateway 0 is [`Layout::gateway_dir`]).
+    pub fn gateway_dir_n(&self, i: u32) -> PathBuf {
+        if i == 0 {
+            self.gateway_dir()
+        } else {
+            self.root.join(format!("gateway{i}"))
+        }
+    }
+    pub fn validators_dir(&self) -> PathBuf {
+        self.root.join("validators")
+    }
+    pub fn validator_dir(&self, i: u32) -> PathBuf {
+        self.validators_dir().join(format!("v{i}"))
     }
     pub fn node_dir(&self, i: u32) -> PathBuf {
         self.root.join("nodes").join(format!("node{i}"))
@@ -314,6 +340,9 @@ enum Wake {
 struct Devnet {
     layout: Layout,
     gateway: Option<Proc>,
+    /// Gateways 1.. of a replicated chain.
+    more_gateways: Vec<Proc>,
+    validators: Vec<Proc>,
     nodes: Vec<Proc>,
     signals: Receiver<()>,
 }
@@ -334,7 +363,13 @@ impl Devnet {
 
     /// The first child that exited, as an error.
     fn check_children(&mut self) -> Result<(), DevnetError> {
-        for p in self.nodes.iter_mut().chain(self.gateway.as_mut()) {
+        for p in self
+            .nodes
+            .iter_mut()
+            .chain(self.gateway.as_mut())
+            .chain(self.more_gateways.iter_mut())
+            .chain(self.validators.iter_mut())
+        {
             if let Some(e) = p.died() {
                 return Err(e);
             }
@@ -359,13 +394,42 @@ impl Devnet {
             say("stopping the gateway…");
             g.signal(libc::SIGTERM);
         }
+        for g in &mut self.more_gateways {
+            g.signal(libc::SIGTERM);
+        }
         if !hurry {
-            hurry = self.reap(|d| d.gateway.iter_mut().collect(), Duration::from_secs(20));
+            hurry = self.reap(
+                |d| {
+                    d.gateway
+                        .iter_mut()
+                        .chain(d.more_gateways.iter_mut())
+                        .collect()
+                },
+                Duration::from_secs(20),
+            );
+        }
+        if !self.validators.is_empty() {
+            say("stopping the validators…");
+            for v in &mut self.validators {
+                v.signal(libc::SIGTERM);
+            }
+            if !hurry {
+                hurry = self.reap(
+                    |d| d.validators.iter_mut().collect(),
+                    Duration::from_secs(20),
+                );
+            }
         }
         if hurry {
             say("killing what is left");
         }
-        for p in self.nodes.iter_mut().chain(self.gateway.as_mut()) {
+        for p in self
+            .nodes
+            .iter_mut()
+            .chain(self.gateway.as_mut())
+            .chain(self.more_gateways.iter_mut())
+            .chain(self.validators.iter_mut())
+        {
             if p.poll().is_none() {
                 p.signal(libc::SIGKILL);
                 let _ = p.child.wait();
@@ -465,6 +529,8 @@ pub fn run(args: DevnetArgs) -> Result<ExitCode> {
     let mut net = Devnet {
         layout: layout.clone(),
         gateway: None,
+        more_gateways: vec![],
+        validators: vec![],
         nodes: vec![],
         signals: signal_channel(),
     };
@@ -501,77 +567,129 @@ fn start_and_supervise(
 ) -> Result<(), DevnetError> {
     let layout = net.layout.clone();
     let listen = format!("127.0.0.1:{}", args.port);
-    let gw_args: Vec<String> = [
-        "gateway",
-        "--data-dir",
-        &layout.gateway_dir().display().to_string(),
-        "--listen",
-        &listen,
-        "--fund",
-        &format!("{}={REQUESTER_TOKENS}", requester.did()),
-        "--epoch-ms",
-        &args.epoch_ms.to_string(),
-        "--poll-timeout-ms",
-        "5000",
-        "--data-k",
-        &args.data_k.to_string(),
-        // Staking and governance on, with demo-sized periods (a new chain
-        // only; docs/design/staking.md). While nobody stakes the stakers'
-        // share is not taken: rewards are those of a chain without staking.
-        "--staking-share-bps",
-        "1000",
-        "--unbonding-epochs",
-        "2",
-        "--voting-period-epochs",
-        "2",
-        "--min-deposit",
-        "10 LODE",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let gw_log = layout.log("gateway");
-    let mut gw = spawn("gateway", &gw_args, Stdio::piped(), &gw_log)?;
-    // The gateway prints "listening on URL" on stdout; the rest goes to its log.
-    let (url_tx, url_rx) = mpsc::channel();
-    if let Some(out) = gw.child.stdout.take() {
-        let log = gw_log.clone();
-        std::thread::spawn(move || {
-            let mut sink = OpenOptions::new().append(true).open(&log).ok();
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = url_tx.send(url.trim().to_string());
-                }
-                if let Some(f) = sink.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
+    let replicated = replicated_setup(&layout, args, requester, resumed)?;
+    if let Some(r) = &replicated {
+        for (i, (p2p, http)) in r.ports.iter().enumerate() {
+            let i = i as u32;
+            let peers: Vec<String> = r
+                .ports
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j as u32 != i)
+                .map(|(_, (p, _))| format!("127.0.0.1:{p}"))
+                .collect();
+            let dir = layout.validator_dir(i);
+            let v_args: Vec<String> = vec![
+                "validator".into(),
+                "--data-dir".into(),
+                dir.display().to_string(),
+                "--key".into(),
+                dir.join("validator.key").display().to_string(),
+                "--genesis".into(),
+                r.genesis.display().to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{p2p}"),
+                "--http".into(),
+                format!("127.0.0.1:{http}"),
+                "--peers".into(),
+                peers.join(","),
+            ];
+            let name = format!("v{i}");
+            let (p, rx) = spawn_listening(&name, &v_args, &layout.log(&name))?;
+            net.validators.push(p);
+            let url = match wait_url(net, &rx, &format!("validator {i} listening"))? {
+                Some(u) => u,
+                None => return Ok(()),
+            };
+            if !args.json {
+                eprintln!("validator {i} listening on {url}");
             }
-        });
+        }
     }
-    net.gateway = Some(gw);
-    let start = Instant::now();
-    let url = loop {
-        if let Ok(u) = url_rx.try_recv() {
-            break u;
-        }
-        net.check_children()?;
-        if start.elapsed() > Duration::from_secs(60) {
-            return Err(DevnetError::Timeout {
-                what: "the gateway listening".into(),
-                secs: 60,
-                logs: layout.logs(),
-            });
-        }
-        if let Wake::Signal = net.wait(Duration::from_millis(50)) {
-            return Ok(());
-        }
+    let gateways = if replicated.is_some() {
+        args.gateways.max(1)
+    } else {
+        1
     };
-    if !args.json {
-        eprintln!(
-            "gateway listening on {url} ({} chain in {})",
-            if resumed { "resumed" } else { "new" },
-            layout.gateway_dir().display()
-        );
+    let mut urls = Vec::new();
+    for g in 0..gateways {
+        let dir = layout.gateway_dir_n(g);
+        let mut gw_args: Vec<String> = vec![
+            "gateway".into(),
+            "--data-dir".into(),
+            dir.display().to_string(),
+            "--listen".into(),
+            if g == 0 {
+                listen.clone()
+            } else {
+                "127.0.0.1:0".into()
+            },
+            "--poll-timeout-ms".into(),
+            "5000".into(),
+            "--data-k".into(),
+            args.data_k.to_string(),
+        ];
+        match &replicated {
+            Some(r) => {
+                // Each gateway starts with a different validator.
+                let n = r.ports.len();
+                let vs: Vec<String> = (0..n)
+                    .map(|k| format!("http://127.0.0.1:{}", r.ports[(k + g as usize) % n].1))
+                    .collect();
+                gw_args.extend([
+                    "--genesis".into(),
+                    r.genesis.display().to_string(),
+                    "--validators".into(),
+                    vs.join(","),
+                    "--block-interval-ms".into(),
+                    "100".into(),
+                ]);
+            }
+            None => gw_args.extend(
+                [
+                    "--fund",
+                    &format!("{}={REQUESTER_TOKENS}", requester.did()),
+                    "--epoch-ms",
+                    &args.epoch_ms.to_string(),
+                    // Staking and governance on, with demo-sized periods (a new chain
+                    // only; docs/design/staking.md). While nobody stakes the stakers'
+                    // share is not taken: rewards are those of a chain without staking.
+                    "--staking-share-bps",
+                    "1000",
+                    "--unbonding-epochs",
+                    "2",
+                    "--voting-period-epochs",
+                    "2",
+                    "--min-deposit",
+                    "10 LODE",
+                ]
+                .iter()
+                .map(|s| s.to_string()),
+            ),
+        }
+        let name = if g == 0 {
+            "gateway".to_string()
+        } else {
+            format!("gateway{g}")
+        };
+        let (p, rx) = spawn_listening(&name, &gw_args, &layout.log(&name))?;
+        if g == 0 {
+            net.gateway = Some(p);
+        } else {
+            net.more_gateways.push(p);
+        }
+        let url = match wait_url(net, &rx, &format!("{name} listening"))? {
+            Some(u) => u,
+            None => return Ok(()),
+        };
+        if !args.json {
+            eprintln!(
+                "{name} listening on {url} ({} chain in {})",
+                if resumed { "resumed" } else { "new" },
+                dir.display()
+            );
+        }
+        urls.push(url);
     }
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
@@ -582,7 +700,7 @@ fn start_and_supervise(
         let mut node_args: Vec<String> = vec![
             "node".into(),
             "--gateway".into(),
-            url.clone(),
+            urls[i as usize % urls.len()].clone(),
             "--key".into(),
             layout.node_key(i).display().to_string(),
             "--data-dir".into(),
@@ -609,15 +727,24 @@ fn start_and_supervise(
         }
     }
 
-    let client = Client::new(&url).map_err(|e| DevnetError::Spawn {
-        name: "client".into(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    let clients = urls
+        .iter()
+        .map(|u| {
+            Client::new(u).map_err(|e| DevnetError::Spawn {
+                name: "client".into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = clients[0].clone();
     let want = node_keys.len();
     let start = Instant::now();
     let limit = Duration::from_secs(180);
     loop {
-        let online = client.nodes().map_or(0, |n| n.len());
+        let online: usize = clients
+            .iter()
+            .map(|c| c.nodes().map_or(0, |n| n.len()))
+            .sum();
         if online >= want {
             break;
         }
@@ -634,13 +761,15 @@ fn start_and_supervise(
         }
     }
 
-    print_banner(net, args, &url, requester, node_keys);
+    print_banner(net, args, &urls, replicated.as_ref(), requester, node_keys);
 
     let stop = Arc::new(AtomicBool::new(false));
     if args.demo {
         let stop = Arc::clone(&stop);
         let kf = requester.clone();
-        let (units, quorum, quiet) = (args.demo_units, want.min(2) as u8, args.json);
+        // The demo's quorum needs nodes of the first gateway.
+        let first = want.div_ceil(urls.len());
+        let (units, quorum, quiet) = (args.demo_units, first.min(2) as u8, args.json);
         let client = client.clone();
         std::thread::spawn(move || {
             if let Err(e) = demo(&client, &kf, units, quorum, quiet, &stop) {
@@ -660,17 +789,171 @@ fn start_and_supervise(
     outcome
 }
 
+/// A replicated devnet's chain: its genesis file and the validators' ports.
+#[derive(Debug)]
+struct Replicated {
+    genesis: PathBuf,
+    /// (consensus, HTTP) port of each validator.
+    ports: Vec<(u16, u16)>,
+}
+
+fn free_port() -> Result<u16, DevnetError> {
+    let l = TcpListener::bind(("127.0.0.1", 0))
+        .map_err(|source| DevnetError::Port { port: 0, source })?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|source| DevnetError::Port { port: 0, source })
+}
+
+/// Creates (or, on a resume, reads back) a replicated chain: validator and
+/// gateway keys, the genesis listing them, the validators' ports. `None`:
+/// a single-validator chain (the gateway signs blocks).
+fn replicated_setup(
+    layout: &Layout,
+    args: &DevnetArgs,
+    requester: &KeyFile,
+    resumed: bool,
+) -> Result<Option<Replicated>, DevnetError> {
+    let ports_file = layout.validators_dir().join("ports.json");
+    let genesis = layout.validators_dir().join("genesis.toml");
+    if ports_file.exists() {
+        let text = std::fs::read_to_string(&ports_file).map_err(io_err(&ports_file))?;
+        let ports: Vec<(u16, u16)> = serde_json::from_str(&text)
+            .map_err(|e| io_err(&ports_file)(std::io::Error::other(e.to_string())))?;
+        return Ok(Some(Replicated { genesis, ports }));
+    }
+    if args.validators == 0 {
+        return Ok(None);
+    }
+    if resumed {
+        say(
+            "this devnet's chain was created without validators: --validators is ignored (use a new --data-dir)",
+        );
+        return Ok(None);
+    }
+    let dir = layout.validators_dir();
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let mut validators = Vec::new();
+    let mut ports = Vec::new();
+    for i in 0..args.validators {
+        let kf = key(&layout.validator_dir(i).join("validator.key"), |_| None)?;
+        validators.push(lode_ledger::consensus::Validator {
+            did: kf.did(),
+            power: 1,
+        });
+        ports.push((free_port()?, free_port()?));
+    }
+    let mut gateways = Vec::new();
+    for g in 0..args.gateways {
+        let d = layout.gateway_dir_n(g);
+        gateways.push(key(&d.join("validator.key"), |_| None)?.did());
+    }
+    let funded = vec![(
+        "demo-requester".to_string(),
+        requester.did(),
+        u128::from(REQUESTER_TOKENS) * lode_ledger::ONE_TOKEN,
+    )];
+    let mut g = super::validator::replicated_genesis(
+        validators,
+        gateways,
+        &funded,
+        args.epoch_ms,
+        lode_client::now_ms(),
+    )
+    .map_err(|e| io_err(&genesis)(std::io::Error::other(format!("{e:#}"))))?;
+    g.staking = Some(lode_ledger::StakingParams {
+        share_bps: 1000,
+        unbonding_epochs: 2,
+        ..Default::default()
+    });
+    g.governance = Some(lode_ledger::GovernanceParams {
+        voting_period_epochs: 2,
+        min_deposit: 10 * lode_ledger::ONE_TOKEN,
+    });
+    std::fs::write(&genesis, g.to_toml()).map_err(io_err(&genesis))?;
+    let json = serde_json::to_string(&ports).unwrap_or_default();
+    std::fs::write(&ports_file, json).map_err(io_err(&ports_file))?;
+    Ok(Some(Replicated { genesis, ports }))
+}
+
+/// Spawns a service that prints "listening on URL" on stdout (the rest goes
+/// to its log); the URL comes on the returned channel.
+fn spawn_listening(
+    name: &str,
+    args: &[String],
+    log: &Path,
+) -> Result<(Proc, Receiver<String>), DevnetError> {
+    let mut p = spawn(name, args, Stdio::piped(), log)?;
+    let (url_tx, url_rx) = mpsc::channel();
+    if let Some(out) = p.child.stdout.take() {
+        let log = log.to_path_buf();
+        std::thread::spawn(move || {
+            let mut sink = OpenOptions::new().append(true).open(&log).ok();
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = url_tx.send(url.trim().to_string());
+                }
+                if let Some(f) = sink.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        });
+    }
+    Ok((p, url_rx))
+}
+
+/// Waits for a URL from [`spawn_listening`]; `None` on a signal.
+fn wait_url(
+    net: &mut Devnet,
+    rx: &Receiver<String>,
+    what: &str,
+) -> Result<Option<String>, DevnetError> {
+    let start = Instant::now();
+    loop {
+        if let Ok(u) = rx.try_recv() {
+            return Ok(Some(u));
+        }
+        net.check_children()?;
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(DevnetError::Timeout {
+                what: what.into(),
+                secs: 60,
+                logs: net.layout.logs(),
+            });
+        }
+        if let Wake::Signal = net.wait(Duration::from_millis(50)) {
+            return Ok(None);
+        }
+    }
+}
+
 fn print_banner(
     net: &Devnet,
     args: &DevnetArgs,
-    url: &str,
+    urls: &[String],
+    replicated: Option<&Replicated>,
     requester: &KeyFile,
     nodes: &[KeyFile],
 ) {
     let l = &net.layout;
+    let url = urls[0].as_str();
+    let validator_urls: Vec<String> = replicated.map_or_else(Vec::new, |r| {
+        r.ports
+            .iter()
+            .map(|(_, h)| format!("http://127.0.0.1:{h}"))
+            .collect()
+    });
     if args.json {
         let v = serde_json::json!({
             "url": url,
+            "gateways": urls,
+            "validators": validator_urls.iter().zip(&net.validators).enumerate().map(|(i, (u, p))| serde_json::json!({
+                "url": u,
+                "pid": p.pid(),
+                "dir": l.validator_dir(i as u32),
+                "log": p.log,
+            })).collect::<Vec<_>>(),
+            "gateway_pids": net.more_gateways.iter().map(Proc::pid).collect::<Vec<_>>(),
             "dashboard": format!("{url}/"),
             "data_dir": l.root,
             "gateway_dir": l.gateway_dir(),
@@ -694,10 +977,25 @@ fn print_banner(
     let key = l.requester_key();
     let gw = l.gateway_dir();
     println!();
-    println!(
-        "Lode devnet is up: 1 gateway + {} nodes on 127.0.0.1",
-        nodes.len()
-    );
+    if validator_urls.is_empty() {
+        println!(
+            "Lode devnet is up: 1 gateway + {} nodes on 127.0.0.1",
+            nodes.len()
+        );
+    } else {
+        println!(
+            "Lode devnet is up: {} validators + {} gateways + {} nodes on 127.0.0.1",
+            validator_urls.len(),
+            urls.len(),
+            nodes.len()
+        );
+        for (i, v) in validator_urls.iter().enumerate() {
+            println!("  validator {i} {v}/v1/status");
+        }
+        for (i, g) in urls.iter().enumerate().skip(1) {
+            println!("  gateway {i}   {g}/");
+        }
+    }
     println!("  dashboard   {url}/");
     println!(
         "  requester   {} (funded with {REQUESTER_TOKENS} LODE) key {}",
@@ -715,7 +1013,10 @@ fn print_banner(
     if let Some(n) = nodes.first() {
         println!("  {lode} wallet balance {} --gateway {url}", n.did());
     }
-    println!("  {lode} ledger verify {}", gw.display());
+    match validator_urls.first() {
+        Some(v) => println!("  {lode} ledger verify --from {v}"),
+        None => println!("  {lode} ledger verify {}", gw.display()),
+    }
     println!();
     println!("Ctrl-C stops everything; the data stays, and the same command resumes it.");
     let _ = std::io::stdout().flush();

@@ -42,6 +42,11 @@ pub struct GatewayArgs {
     /// With governance: a proposal's deposit ("10 LODE" or base units).
     #[arg(long, value_name = "AMOUNT", requires = "voting_period_epochs")]
     pub min_deposit: Option<String>,
+    /// Validators' HTTP base URLs, comma-separated: required on a replicated
+    /// chain (genesis `[consensus]`), whose blocks they decide; this gateway
+    /// then submits its entries to them in signed batches.
+    #[arg(long, value_delimiter = ',', value_name = "URL")]
+    pub validators: Vec<String>,
     /// Longest a node's poll waits for work, in milliseconds.
     #[arg(long, default_value_t = 20_000)]
     pub poll_timeout_ms: u64,
@@ -124,7 +129,7 @@ pub struct GatewayArgs {
     pub storage_settle_ms: u64,
 }
 
-fn parse_fund(s: &str) -> Result<(String, Did, u128)> {
+pub fn parse_fund(s: &str) -> Result<(String, Did, u128)> {
     let (did, tokens) = s.split_once('=').context("--fund takes DID=TOKENS")?;
     let did: Did = did.parse().with_context(|| format!("--fund {s}"))?;
     let tokens: u128 = tokens
@@ -264,6 +269,7 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode> {
     cfg.storage.offline_grace_ms = args.storage_grace_ms.max(100);
     cfg.storage.max_file_bytes = args.storage_max_mib.clamp(1, 1 << 20) << 20;
     cfg.storage.settle_interval_ms = args.storage_settle_ms.max(100);
+    cfg.validators = args.validators.clone();
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
         let shutdown = async {

@@ -11,4 +11,5 @@ pub mod node;
 pub mod sandbox;
 pub mod stake;
 pub mod storage;
+pub mod validator;
 pub mod wallet;

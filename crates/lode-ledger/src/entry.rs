@@ -519,6 +519,19 @@ pub enum SlashEvidence {
         accepted: Hash32,
         referee: Hash32,
     },
+    /// Two consensus votes of one type at one height and round for
+    /// different blocks (or a block and nil), both signed by the offender
+    /// (`lode_ledger::consensus::vote_sign_bytes` on this chain): what a BFT
+    /// validator set sees of a double signer.
+    DoubleVote {
+        vote: crate::consensus::VoteType,
+        height: u64,
+        round: u32,
+        a: Option<Hash32>,
+        sig_a: lode_proto::Signature,
+        b: Option<Hash32>,
+        sig_b: lode_proto::Signature,
+    },
 }
 
 /// Slashes `fraction_bps` of the stake (bonded and unbonding, of the target

@@ -376,3 +376,71 @@ fn gateways_submit_in_signed_batches_and_only_the_holder_settles() {
     let rep = lode_ledger::verify(&dir.path().join("v")).unwrap();
     assert_eq!(rep.certified_blocks, 3);
 }
+
+#[test]
+fn a_double_vote_is_recorded_on_the_ledger_once_and_forgeries_are_refused() {
+    use lode_ledger::{Slash, SlashEvidence, SlashReason};
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = genesis();
+    g.staking = Some(lode_ledger::StakingParams::default());
+    let mut r = Replica::create(
+        &dir.path().join("v"),
+        &g,
+        keys()[1].clone(),
+        LedgerConfig::default(),
+    )
+    .unwrap();
+    let k = keys();
+    let chain = r.chain_id();
+    let vote = |key: &Keypair, block: Option<Hash32>| {
+        let body = lode_ledger::consensus::VoteBody {
+            chain,
+            vote: lode_ledger::consensus::VoteType::Prevote,
+            height: 1,
+            round: 0,
+            block,
+            validator: k[0].did(),
+        };
+        key.sign_tagged(
+            lode_ledger::consensus::VOTE_TAG,
+            &lode_ledger::consensus::vote_sign_bytes(&body),
+        )
+    };
+    let slash = |a: Option<Hash32>, sig_a, b: Option<Hash32>, sig_b| {
+        Entry::Slash(Slash {
+            who: k[0].did(),
+            fraction_bps: 500,
+            reason: SlashReason::DoubleSign,
+            evidence: SlashEvidence::DoubleVote {
+                vote: lode_ledger::consensus::VoteType::Prevote,
+                height: 1,
+                round: 0,
+                a,
+                sig_a,
+                b,
+                sig_b,
+            },
+        })
+    };
+    let (x, y) = (Some(Hash32::sha256(b"x")), Some(Hash32::sha256(b"y")));
+    let good = slash(x, vote(&k[0], x), y, vote(&k[0], y));
+    let forged = slash(x, vote(&k[0], x), y, vote(&k[2], y));
+    let same = slash(x, vote(&k[0], x), x, vote(&k[0], x));
+    for bad in [&forged, &same] {
+        let e = r.trial(bad).unwrap_err();
+        assert!(matches!(e, lode_ledger::EntryError::BadEvidence(_)), "{e}");
+    }
+    // Nobody staked on validator 0, yet the double vote is recorded.
+    let p = r
+        .propose(&[good.clone(), good.clone()], g.genesis_time_ms + 1_000)
+        .unwrap();
+    assert_eq!(p.included, 1, "{:?}", p.rejected);
+    assert!(p.rejected[0].1.to_string().contains("already slashed"));
+    let all: Vec<&Keypair> = k.iter().collect();
+    let cert = certificate(chain, 1, p.hash, &all);
+    r.commit(p.hash, None, &cert).unwrap();
+    let t = r.state().stake_target(&k[0].did()).cloned().unwrap();
+    assert!(t.jailed && t.tombstoned);
+    drop(r);
+    lode_ledger::verify(&dir.path().join("v")).unwrap();
+}

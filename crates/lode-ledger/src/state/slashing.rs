@@ -4,7 +4,11 @@
 //! the ledger checks itself:
 //!
 //! * `DoubleSign`: two block headers at one height with different hashes,
-//!   both signed by `who` (block signatures verified here). Jails.
+//!   both signed by `who` (block signatures verified here), or, on a
+//!   replicated chain, two consensus votes of `who` at one height, round and
+//!   type for different blocks (`DoubleVote`). Jails and tombstones; a
+//!   validator with no stake behind it is recorded jailed and tombstoned
+//!   (nothing to take, but the chain remembers).
 //! * `Downtime`: `who` is a validator that signed fewer than half the blocks
 //!   it was expected to in a closed epoch (the figures are the validator's
 //!   statement; they are checked for consistency only). Jails.
@@ -50,6 +54,52 @@ impl State {
                     || !s.who.verify_tagged(BLOCK_TAG, hb.as_bytes(), sig_b)
                 {
                     return bad("a block signature does not verify");
+                }
+                Ok(())
+            }
+            (
+                SlashReason::DoubleSign,
+                SlashEvidence::DoubleVote {
+                    vote,
+                    height,
+                    round,
+                    a,
+                    sig_a,
+                    b,
+                    sig_b,
+                },
+            ) => {
+                let in_set = self
+                    .genesis
+                    .consensus
+                    .as_ref()
+                    .is_some_and(|c| c.validators.iter().any(|v| v.did == s.who));
+                if !(is_validator || in_set) {
+                    return bad("not a validator");
+                }
+                if a == b {
+                    return bad("the votes are for the same block");
+                }
+                if *height > self.totals.height + 1 {
+                    return bad("the votes are for a future height");
+                }
+                let ok = |block: &Option<lode_proto::Hash32>, sig| {
+                    let body = crate::consensus::VoteBody {
+                        chain: self.chain_id,
+                        vote: *vote,
+                        height: *height,
+                        round: *round,
+                        block: *block,
+                        validator: s.who,
+                    };
+                    s.who.verify_tagged(
+                        crate::consensus::VOTE_TAG,
+                        &crate::consensus::vote_sign_bytes(&body),
+                        sig,
+                    )
+                };
+                if !ok(a, sig_a) || !ok(b, sig_b) {
+                    return bad("a vote signature does not verify");
                 }
                 Ok(())
             }
@@ -126,12 +176,14 @@ impl State {
                 max,
             });
         }
-        let mut target = self
-            .staking
-            .targets
-            .get(&s.who)
-            .cloned()
-            .ok_or(EntryError::UnknownStakeTarget(s.who))?;
+        let mut target = match self.staking.targets.get(&s.who) {
+            Some(t) => t.clone(),
+            // A validator nobody staked on still double signed: recorded.
+            None if matches!(s.evidence, SlashEvidence::DoubleVote { .. }) => {
+                crate::state::StakeTarget::default()
+            }
+            None => return Err(EntryError::UnknownStakeTarget(s.who)),
+        };
         if s.reason == SlashReason::DoubleSign && target.tombstoned {
             return Err(EntryError::BadEvidence(
                 "already slashed for double signing".into(),

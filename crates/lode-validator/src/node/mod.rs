@@ -343,12 +343,66 @@ impl App for LedgerApp {
     }
 
     fn evidence(&mut self, evidence: Vec<Equivocation>) {
-        let mut st = self.shared.stats();
         for e in evidence {
-            if st.evidence.len() < KEEP_EVIDENCE && !st.evidence.contains(&e) {
+            {
+                let mut st = self.shared.stats();
+                if st.evidence.len() >= KEEP_EVIDENCE || st.evidence.contains(&e) {
+                    continue;
+                }
                 tracing::warn!(validator = %e.validator, height = e.height, round = e.round, kind = ?e.kind, "equivocation seen");
-                st.evidence.push(e);
+                st.evidence.push(e.clone());
             }
+            self.submit_slash(&e);
+        }
+    }
+}
+
+impl LedgerApp {
+    /// Puts a double vote on the ledger: a `Slash{DoubleSign}` with the two
+    /// signed votes, queued in this validator's own mempool (the ledger
+    /// checks the signatures; an offender already tombstoned is not slashed
+    /// twice, so later evidence of it is not queued).
+    fn submit_slash(&self, e: &Equivocation) {
+        let crate::app::EquivocationKind::Vote(vote) = e.kind else {
+            return;
+        };
+        if !e.verify(self.shared.chain_id) {
+            return;
+        }
+        let slash = {
+            let mut r = self.shared.replica();
+            let Some(params) = r.state().genesis().staking.clone() else {
+                tracing::warn!(validator = %e.validator, "double signing seen, but this chain has no [staking] section to record it in");
+                return;
+            };
+            let entry = Entry::Slash(lode_ledger::Slash {
+                who: e.validator,
+                fraction_bps: params.double_sign_slash_bps.max(1),
+                reason: lode_ledger::SlashReason::DoubleSign,
+                evidence: lode_ledger::SlashEvidence::DoubleVote {
+                    vote,
+                    height: e.height,
+                    round: e.round,
+                    a: e.first.block,
+                    sig_a: e.first.signature,
+                    b: e.second.block,
+                    sig_b: e.second.signature,
+                },
+            });
+            if let Err(why) = r.trial(&entry) {
+                tracing::debug!(validator = %e.validator, error = %why, "double-sign slash not queued");
+                return;
+            }
+            entry
+        };
+        let Ok(bytes) = canonical::encode(&slash) else {
+            return;
+        };
+        let hash = Hash32::sha256(&bytes);
+        if let Err(why) = self.shared.mempool().add(hash, slash, bytes.len()) {
+            tracing::warn!(error = %why, "double-sign slash not queued");
+        } else {
+            tracing::warn!(validator = %e.validator, height = e.height, "double-sign slash queued for the ledger");
         }
     }
 }

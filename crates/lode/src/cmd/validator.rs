@@ -177,7 +177,14 @@ fn load_genesis(data_dir: &Path, file: Option<&Path>) -> Result<Genesis> {
 }
 
 fn run_validator(a: RunArgs) -> Result<ExitCode> {
-    super::gateway::init_tracing();
+    // The engine's own progress lines are many; its warnings stay.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        "info,arc_malachitebft_core_consensus=warn,arc_malachitebft=warn,libp2p=warn".into()
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let genesis = load_genesis(&a.data_dir, a.genesis.as_deref())?;
     let key = KeyFile::load(&a.key)
         .with_context(|| format!("key {}", a.key.display()))?

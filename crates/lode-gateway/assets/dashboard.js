@@ -1,7 +1,7 @@
 // Lode dashboard. Vanilla JavaScript, no dependencies, no external requests.
 // Data: GET /v1/dashboard (a snapshot), pushed by GET /v1/events (Server-Sent
 // Events; polling when the stream is unavailable), plus the explorer and
-// earnings endpoints. Token amounts arrive as base-unit decimal strings and are
+// earnings endpoints, and GET /v1/validators on a replicated chain. Token amounts arrive as base-unit decimal strings and are
 // formatted with BigInt; the DOM is built with createElement/textContent only.
 'use strict';
 
@@ -9,6 +9,7 @@
   const SVG_NS = 'http://www.w3.org/2000/svg';
   const POLL_MS = 2000;
   const RETRY_SSE_MS = 15000;
+  const VALIDATORS_MS = 2000;
 
   const state = {
     snap: null,
@@ -21,6 +22,9 @@
     blocksHeight: -1,       // ledger height the block list was fetched at
     earningsHeight: -1,
     selectedBlock: null,
+    replicated: null,       // null: not known yet; false: this gateway seals the blocks
+    validatorsAt: 0,        // when /v1/validators was last asked (ms)
+    validatorsBusy: false,
   };
 
   // ------------------------------------------------------------ DOM helpers
@@ -677,6 +681,82 @@
     fill($('gov-table').tBodies[0], rows, 9, 'No proposals yet.');
   }
 
+  // Validators of a replicated chain (GET /v1/validators). The panel stays
+  // hidden on a chain this gateway seals itself.
+  // A validator's did by its last characters (did:key:z6Mk… prefixes are all alike).
+  function vid(did) {
+    const str = String(did || '');
+    return str.length > 12 ? '…' + str.slice(-8) : str;
+  }
+
+  function validatorStatus(v) {
+    const kind = v.online ? 'online' : v.answered ? 'stale' : 'offline';
+    const text = v.online ? 'online' : v.answered ? 'not signing' : 'offline';
+    const title = v.online ? 'its status answers and it signed one of the last 5 blocks'
+      : v.answered ? 'its status answers but it has not signed one of the last 5 blocks'
+        : 'its status endpoint does not answer';
+    const dot = h('span', { class: 'vdot' });
+    dot.setAttribute('aria-hidden', 'true');
+    return h('span', { class: 'vstatus ' + kind, title, 'data-online': v.online ? 'true' : 'false' }, dot, text);
+  }
+
+  function signersCell(b, validators) {
+    const signers = b.signers || [];
+    const n = validators.length || signers.length;
+    const summary = `${signers.length}/${n} (power ${count(b.signed_power)}/${count(b.total_power)})`;
+    return h('td', { title: signers.join('\n') },
+      h('div', { text: summary }),
+      h('div', { class: 'signers muted' }, signers.map((d) => h('span', { class: 'mono', text: vid(d), title: d }))));
+  }
+
+  function renderValidators(d) {
+    state.replicated = d.replicated === true;
+    $('validators-panel').hidden = !state.replicated;
+    if (!state.replicated) return;
+    const vals = d.validators || [];
+    const f = d.finality_ms || {};
+    const ms = (x) => (x == null ? '—' : count(x) + ' ms');
+    $('validators-cards').replaceChildren(
+      card('Chain height', d.height == null ? '—' : count(d.height), `this gateway at ${count(d.gateway_height)}`, 'validators-height'),
+      card('Validators online', `${count(d.online)}/${count(vals.length)}`, `${count(d.answered)} of ${count(d.asked)} status endpoints answered`, 'validators-online'),
+      card('Finality p50', ms(f.p50), `submission to commit, ${count(f.samples)} samples`, 'finality-p50'),
+      card('Finality p99', ms(f.p99), 'worst of the validators that answered', 'finality-p99'),
+    );
+    $('validators-caption').textContent = `total power ${count(d.total_power)} · a block needs more than 2/3 of it`;
+    const rows = vals.map((v) => h('tr', { class: 'validator', 'data-did': v.did },
+      h('td', {}, h('span', { class: 'mono', text: vid(v.did), title: v.did + (v.url ? '\n' + v.url : '') })),
+      h('td', { class: 'num', text: count(v.power) }),
+      h('td', { class: 'num', text: v.last_signed_height == null ? 'never' : count(v.last_signed_height) }),
+      h('td', {}, validatorStatus(v)),
+      h('td', { class: 'num', text: v.height == null ? '—' : count(v.height) })));
+    fill($('validators-table').tBodies[0], rows, 5, 'No validator answered.');
+    const blocks = (d.recent_blocks || []).slice(0, 10).map((b) => h('tr', { class: 'vblock', 'data-height': b.height },
+      h('td', { class: 'num' }, h('a', { href: '#/ledger/' + b.height, text: count(b.height) })),
+      h('td', {}, h('span', { class: 'mono', text: vid(b.proposer), title: b.proposer })),
+      h('td', { class: 'num', text: String(b.round ?? 0) }),
+      signersCell(b, vals),
+      h('td', { class: 'num', text: count(b.entries) })));
+    fill($('vblocks-table').tBodies[0], blocks, 5, 'No block decided yet.');
+  }
+
+  async function loadValidators() {
+    if (state.validatorsBusy || state.replicated === false) return;
+    state.validatorsBusy = true;
+    state.validatorsAt = Date.now();
+    try {
+      const r = await fetch('/v1/validators', { cache: 'no-store' });
+      if (r.ok) renderValidators(await r.json());
+    } finally {
+      state.validatorsBusy = false;
+    }
+  }
+
+  function maybeLoadValidators() {
+    if (state.view !== 'overview' || state.replicated === false) return;
+    if (Date.now() - state.validatorsAt < VALIDATORS_MS - 250) return;
+    loadValidators().catch(() => {});
+  }
+
   // ------------------------------------------------------------ routing
 
   function go(view, arg) {
@@ -710,7 +790,10 @@
     state.decimals = Number(snap.tokenomics.decimals) || 18;
     renderChainbar(snap);
     const height = Number(snap.ledger.height);
-    if (state.view === 'overview') renderOverview(snap);
+    if (state.view === 'overview') {
+      renderOverview(snap);
+      maybeLoadValidators();
+    }
     if (state.view === 'earnings') {
       renderLeaderboard(snap);
       if (state.arg && state.earningsHeight !== height) {
@@ -810,4 +893,6 @@
   route();
   pollOnce();
   connect();
+  // Blocks may be decided while no snapshot changes: refresh on a timer too.
+  setInterval(maybeLoadValidators, VALIDATORS_MS);
 })();

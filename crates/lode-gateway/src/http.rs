@@ -88,6 +88,9 @@ pub struct App {
     budget: Arc<tokio::sync::Semaphore>,
     /// Storage contribution (`None`: this gateway offers none).
     pub storage: Option<Arc<crate::storage::Storage>>,
+    /// The validators' status, on a replicated chain (`None`: this gateway
+    /// seals the blocks itself); see [`crate::validators_api`].
+    pub validators: Option<Arc<crate::validators_api::ValidatorsView>>,
 }
 
 impl std::fmt::Debug for App {
@@ -119,7 +122,15 @@ impl App {
                 (limits.body_budget_bytes / BUDGET_UNIT).max(1),
             )),
             storage: None,
+            validators: None,
         }
+    }
+
+    /// A follower of a replicated chain: `GET /v1/validators` asks these
+    /// validators (base URLs) for their status.
+    pub fn with_validators(mut self, urls: Vec<String>) -> Self {
+        self.validators = Some(crate::validators_api::ValidatorsView::new(urls));
+        self
     }
 
     /// Offers storage ([`crate::storage`]).
@@ -186,6 +197,7 @@ pub fn router(app: App) -> Router {
         .merge(crate::wallet_api::routes())
         .merge(crate::staking_api::routes())
         .merge(crate::data_api::routes())
+        .merge(crate::validators_api::routes())
         .merge(crate::storage_api::routes(&app))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

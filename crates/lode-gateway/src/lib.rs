@@ -26,6 +26,7 @@ pub mod stake_trust;
 pub mod staking_api;
 pub mod storage;
 pub mod storage_api;
+pub mod validators_api;
 pub mod wallet_api;
 
 use lode_ledger::{Genesis, Ledger, LedgerConfig};
@@ -165,7 +166,13 @@ pub fn open(cfg: &GatewayConfig) -> Result<App, GatewayError> {
         .map_err(|e| GatewayError::Sched(e.to_string()))?;
     let core = Core::open(cfg.core.clone(), sched, ledger, db, modules, http::now_ms())?;
     let storage = storage::Storage::open(&cfg.data_dir, cfg.storage.clone(), http::now_ms())?;
-    Ok(App::new(core, cfg.http.clone()).with_storage(storage))
+    let follower = core.ledger().is_follower();
+    let app = App::new(core, cfg.http.clone()).with_storage(storage);
+    Ok(if follower {
+        app.with_validators(cfg.validators.clone())
+    } else {
+        app
+    })
 }
 
 fn rand_bytes() -> [u8; 8] {

@@ -361,6 +361,7 @@ fn openapi_describes_the_dashboard_and_data_routes() {
         "/dashboard",
         "/assets/{file}",
         "/v1/dashboard",
+        "/v1/validators",
         "/v1/events",
         "/v1/ledger/blocks",
         "/v1/ledger/blocks/{height}",

@@ -7,4 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p lode --bin lode
-cargo run --release -p lode --example chainbench -- "$@"
+NETBENCH_RUST_LOG="${NETBENCH_RUST_LOG:-warn,arc_malachitebft_network=off,libp2p_swarm=off}" \
+    cargo run --release -p lode --example chainbench -- "$@"

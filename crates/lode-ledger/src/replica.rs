@@ -221,6 +221,11 @@ impl Replica {
         self.producer.validator().did()
     }
 
+    /// Hash of the last committed block (a staged block stays staged).
+    pub fn head_hash(&self) -> Hash32 {
+        self.producer.state().head_hash()
+    }
+
     /// The validator set that decides the next block.
     pub fn validator_set(&self) -> &ValidatorSet {
         &self.next_set

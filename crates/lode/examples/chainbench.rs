@@ -50,7 +50,12 @@ struct Validators {
 }
 
 /// Writes a replicated genesis and starts the validators.
-fn start_validators(bin: &Path, dir: &Path, gateways: &[String], fund: &str) -> (Validators, std::path::PathBuf) {
+fn start_validators(
+    bin: &Path,
+    dir: &Path,
+    gateways: &[String],
+    fund: &str,
+) -> (Validators, std::path::PathBuf) {
     let mut args: Vec<String> = vec!["validator".into(), "genesis".into()];
     for i in 0..VALIDATORS {
         std::fs::create_dir_all(dir.join(format!("v{i}"))).expect("dir");
@@ -69,9 +74,15 @@ fn start_validators(bin: &Path, dir: &Path, gateways: &[String], fund: &str) -> 
         "--out".into(),
         genesis.display().to_string(),
     ]);
-    let ok = Command::new(bin).args(&args).stdout(Stdio::null()).status().expect("genesis");
+    let ok = Command::new(bin)
+        .args(&args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("genesis");
     assert!(ok.success(), "lode validator genesis failed");
-    let ports: Vec<(u16, u16)> = (0..VALIDATORS).map(|_| (free_port(), free_port())).collect();
+    let ports: Vec<(u16, u16)> = (0..VALIDATORS)
+        .map(|_| (free_port(), free_port()))
+        .collect();
     let mut procs = Vec::new();
     for i in 0..VALIDATORS {
         let peers: Vec<String> = (0..VALIDATORS)
@@ -94,16 +105,32 @@ fn start_validators(bin: &Path, dir: &Path, gateways: &[String], fund: &str) -> 
         child_log(&mut c, &format!("v{i}"));
         procs.push(Kill(c.spawn().expect("validator")));
     }
-    let urls: Vec<String> = ports.iter().map(|(_, h)| format!("http://127.0.0.1:{h}")).collect();
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|(_, h)| format!("http://127.0.0.1:{h}"))
+        .collect();
     let http = reqwest::blocking::Client::new();
     let start = Instant::now();
     for u in &urls {
-        while http.get(format!("{u}/v1/status")).send().map_or(true, |r| !r.status().is_success()) {
-            assert!(start.elapsed() < Duration::from_secs(60), "validator {u} did not start");
+        while http
+            .get(format!("{u}/v1/status"))
+            .send()
+            .map_or(true, |r| !r.status().is_success())
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "validator {u} did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    (Validators { _procs: procs, urls }, genesis)
+    (
+        Validators {
+            _procs: procs,
+            urls,
+        },
+        genesis,
+    )
 }
 
 fn status(http: &reqwest::blocking::Client, url: &str) -> serde_json::Value {
@@ -169,7 +196,10 @@ fn ordering(bin: &Path, dir: &Path, batches: usize, per_batch: usize) {
         .expect("sign"),
     );
     let batch = |nonce: u64, entries: Vec<Entry>| -> Vec<u8> {
-        canonical::encode(&Entry::sign(&gw, nonce, 0, &GatewayBatch { chain, entries }).expect("sign")).expect("encode")
+        canonical::encode(
+            &Entry::sign(&gw, nonce, 0, &GatewayBatch { chain, entries }).expect("sign"),
+        )
+        .expect("encode")
     };
     let post = |bytes: &[u8]| {
         for u in &v.urls {
@@ -178,7 +208,11 @@ fn ordering(bin: &Path, dir: &Path, batches: usize, per_batch: usize) {
                 .body(bytes.to_vec())
                 .send()
                 .expect("post");
-            assert!(r.status().is_success() || r.status() == 409, "{u}: {}", r.text().unwrap_or_default());
+            assert!(
+                r.status().is_success() || r.status() == 409,
+                "{u}: {}",
+                r.text().unwrap_or_default()
+            );
         }
     };
     post(&batch(0, setup));
@@ -219,23 +253,40 @@ fn ordering(bin: &Path, dir: &Path, batches: usize, per_batch: usize) {
     let h0 = status(&http, &v.urls[0])["height"].as_u64().unwrap_or(0);
     let t0 = Instant::now();
     let (tx, rx) = std::sync::mpsc::channel::<(u64, Instant)>();
-    // A watcher notes when each nonce is committed.
+    // A watcher follows the committed blocks (long-poll) and notes when each
+    // of the batches lands.
     let watcher = {
         let (url, gw_did, http) = (v.urls[0].clone(), gw.did(), http.clone());
         std::thread::spawn(move || {
-            let mut done = 1u64;
-            while done <= batches as u64 {
-                let a: serde_json::Value = http
-                    .get(format!("{url}/v1/accounts/{gw_did}"))
-                    .send()
-                    .and_then(|r| r.json())
-                    .unwrap_or_default();
-                let n = a["next_nonce"].as_u64().unwrap_or(0);
-                while done < n {
-                    let _ = tx.send((done, Instant::now()));
-                    done += 1;
+            let mut next = h0 + 1;
+            let mut seen = 0usize;
+            while seen < batches {
+                let r = http
+                    .get(format!(
+                        "{url}/v1/ledger/raw?from={next}&limit=16&wait_ms=2000"
+                    ))
+                    .send();
+                let Ok(r) = r else { continue };
+                if !r.status().is_success() {
+                    continue;
                 }
-                std::thread::sleep(Duration::from_millis(1));
+                let at = Instant::now();
+                let Ok(body) = r.bytes() else { continue };
+                let frames = lode_ledger::raw::split_frames(&body).expect("frames");
+                for (block, _) in frames {
+                    next += 1;
+                    let block = lode_ledger::Block::from_bytes(&block).expect("block");
+                    for e in &block.entries {
+                        if let Entry::GatewayBatch(env) = e
+                            && env.signer == gw_did
+                        {
+                            let p = lode_ledger::entry::decode_payload::<GatewayBatch>(env)
+                                .expect("batch");
+                            let _ = tx.send((p.nonce, at));
+                            seen += 1;
+                        }
+                    }
+                }
             }
         })
     };
@@ -308,7 +359,9 @@ fn end_to_end(bin: &Path, dir: &Path, nodes: usize, units: usize) {
         let fund = format!("{}=1000000", requester.did());
         let gw_args = ["--poll-timeout-ms", "2000", "--fund", &fund].map(String::from);
         let (_gw, url) = start_gateway(bin, &d.join("gw"), &gw_args);
-        let _nodes: Vec<Kill> = (0..nodes).map(|i| start_node(bin, &d, &url, i, &[]).0).collect();
+        let _nodes: Vec<Kill> = (0..nodes)
+            .map(|i| start_node(bin, &d, &url, i, &[]).0)
+            .collect();
         wait_nodes(&Client::new(&url).expect("client"), nodes);
         run_units(&url, &requester, units)
     };
@@ -332,7 +385,9 @@ fn end_to_end(bin: &Path, dir: &Path, nodes: usize, units: usize) {
         ]
         .map(String::from);
         let (_gw, url) = start_gateway(bin, &d.join("gw"), &gw_args);
-        let _nodes: Vec<Kill> = (0..nodes).map(|i| start_node(bin, &d, &url, i, &[]).0).collect();
+        let _nodes: Vec<Kill> = (0..nodes)
+            .map(|i| start_node(bin, &d, &url, i, &[]).0)
+            .collect();
         wait_nodes(&Client::new(&url).expect("client"), nodes);
         run_units(&url, &requester, units)
     };

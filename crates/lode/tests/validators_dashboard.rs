@@ -32,11 +32,16 @@ fn signal(sig: &str, pid: u32) {
 
 impl Devnet {
     fn start(validators: u32) -> Devnet {
+        Devnet::start_with(validators, &["--nodes", "1"])
+    }
+
+    fn start_with(validators: u32, extra: &[&str]) -> Devnet {
         let dir = tempfile::tempdir().expect("tmp");
         let log = dir.path().join("devnet.err");
         let mut child = Command::new(lode_bin())
             .args(["devnet", "--json", "--port", "0", "--gateways", "1"])
-            .args(["--validators", &validators.to_string(), "--nodes", "1"])
+            .args(["--validators", &validators.to_string()])
+            .args(extra)
             .arg("--data-dir")
             .arg(dir.path().join("net"))
             .env("LODE_HOME", "/nonexistent-lode-home")
@@ -256,4 +261,54 @@ fn a_gateway_sealing_its_own_chain_is_its_only_validator() {
     let (_, snap) = get(&net.url, "/v1/dashboard");
     assert_eq!(vals[0]["did"], snap["ledger"]["validator"], "{v}");
     assert_eq!(vals[0]["online"], true);
+}
+
+/// `lode devnet --validators 4 --demo`: the demo job runs to the end, and the
+/// chain verifies from every validator (certificates included).
+#[test]
+fn devnet_with_four_validators_runs_the_demo_and_verifies_from_each() {
+    let net = Devnet::start_with(4, &["--nodes", "2", "--demo", "--demo-units", "20"]);
+    let url = net.url();
+    let start = Instant::now();
+    loop {
+        let (_, v) = get(&url, "/v1/jobs");
+        let done = v["jobs"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|j| j["status"] == "finished" && j["completed"] == 20)
+        });
+        if done {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "the demo job did not finish: {v}\n{}",
+            net.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let validators = net.ready["validators"]
+        .as_array()
+        .expect("validators")
+        .clone();
+    assert_eq!(validators.len(), 4);
+    for v in validators {
+        let vurl = v["url"].as_str().expect("validator url");
+        let out = Command::new(lode_bin())
+            .args(["ledger", "verify", "--json", "--from", vurl])
+            .output()
+            .expect("verify");
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        assert!(
+            out.status.success() && r["ok"] == true,
+            "verify --from {vurl}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(r["receipts"].as_u64().unwrap() >= 20, "{r}");
+        assert_eq!(
+            r["certified_blocks"].as_u64(),
+            r["head_height"].as_u64(),
+            "{r}"
+        );
+    }
 }

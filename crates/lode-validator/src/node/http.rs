@@ -241,9 +241,8 @@ fn percentile(sorted: &[u64], p: usize) -> Option<u64> {
 
 async fn status(State(api): State<Api>) -> Response {
     let (height, set, head_hash) = {
-        let mut r = api.shared.replica();
-        let head_hash = r.state().head_hash();
-        (r.height(), r.validator_set().clone(), head_hash)
+        let r = api.shared.replica();
+        (r.height(), r.validator_set().clone(), r.head_hash())
     };
     let (mempool_entries, mempool_bytes) = {
         let m = api.shared.mempool();

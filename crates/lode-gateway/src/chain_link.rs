@@ -199,7 +199,7 @@ fn submit(app: App, v: Validators, http: reqwest::blocking::Client, stop: Arc<At
                 let r = http
                     .post(&url)
                     .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .body(bytes.clone())
+                    .body(bytes.as_ref().clone())
                     .send();
                 match r {
                     Ok(resp) if resp.status().is_success() => taken = true,

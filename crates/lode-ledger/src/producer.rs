@@ -211,6 +211,17 @@ impl Producer {
         self.state.apply_entry(batch, &ctx)
     }
 
+    /// The open block's entries.
+    pub(crate) fn pending_entries(&self) -> &[Entry] {
+        &self.pending
+    }
+
+    /// Empties the open block, keeping its entries applied (they went into
+    /// a batch that holds them).
+    pub(crate) fn forget_pending(&mut self) {
+        self.pending.clear();
+    }
+
     /// Undoes the open block's entries back to `mark` (taken when it was
     /// empty) and returns them.
     pub(crate) fn drain_pending(&mut self, mark: &crate::state::Mark) -> Vec<Entry> {

@@ -470,6 +470,17 @@ impl Replica {
         r
     }
 
+    /// A mempool's admission check of `entry` (signatures already checked):
+    /// a gateway batch gets the cheap checks of [`State::precheck_batch`]
+    /// (its receipts are checked when a block is built, once); any other
+    /// entry must apply on the current state ([`Replica::trial`]).
+    pub fn admit(&mut self, entry: &Entry) -> Result<(), EntryError> {
+        match entry {
+            Entry::GatewayBatch(env) => self.producer.state().precheck_batch(env),
+            other => self.trial(other),
+        }
+    }
+
     /// A committed block's canonical bytes and its certificate's.
     pub fn decided(&self, height: u64) -> Result<Option<crate::raw::Frame>, ReplicaError> {
         let Some(b) = self.store.block_bytes(height).map_err(LedgerError::from)? else {

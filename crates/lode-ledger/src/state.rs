@@ -1751,6 +1751,87 @@ impl State {
             .is_some_and(|c| c.gateways.contains(did))
     }
 
+    /// The cheap checks of a gateway batch, for a mempool's admission: a
+    /// replicated chain, the signature's payload decodes for this chain, the
+    /// signer is a listed gateway, the size, the nonce not behind; and, for
+    /// the batch that is next, every inner entry's kind and the holder rule
+    /// (escrows in the same batch count). The entries themselves are checked
+    /// when a block is built (all or nothing). Changes nothing.
+    pub fn precheck_batch(&self, e: &Envelope) -> Result<(), EntryError> {
+        const KIND: &str = "gateway_batch";
+        let malformed = |reason: String| EntryError::Malformed { kind: KIND, reason };
+        if !self.replicated() {
+            return Err(malformed(
+                "gateway batches exist only on replicated chains".into(),
+            ));
+        }
+        let p = decode_payload::<crate::entry::GatewayBatch>(e)
+            .map_err(|err| malformed(err.to_string()))?;
+        self.check_chain(&p.message.chain)?;
+        if !self.is_gateway(&e.signer) {
+            return Err(EntryError::NotAGateway(e.signer));
+        }
+        let n = p.message.entries.len();
+        if n == 0 || n > crate::entry::MAX_BATCH_ENTRIES {
+            return Err(malformed(format!(
+                "{n} entries; between 1 and {} are allowed",
+                crate::entry::MAX_BATCH_ENTRIES
+            )));
+        }
+        let next = self.next_nonce(&e.signer);
+        if p.nonce != next {
+            return Err(EntryError::BadNonce {
+                account: e.signer,
+                expected: next,
+                found: p.nonce,
+            });
+        }
+        let mut held = std::collections::BTreeSet::new();
+        for (index, inner) in p.message.entries.iter().enumerate() {
+            let job = match inner {
+                Entry::Genesis(_) | Entry::EpochClose(_) | Entry::GatewayBatch(_) => {
+                    return Err(EntryError::InBatch {
+                        index,
+                        error: Box::new(EntryError::Malformed {
+                            kind: inner.kind_name(),
+                            reason: "not allowed in a gateway batch".into(),
+                        }),
+                    });
+                }
+                Entry::JobEscrow(env) => {
+                    if let Ok(m) = decode_payload::<JobEscrow>(env) {
+                        held.insert(m.message.job);
+                    }
+                    None
+                }
+                Entry::StorageContract(env) => {
+                    if let Ok(m) = decode_payload::<crate::entry::StorageContract>(env) {
+                        held.insert(m.message.manifest.file);
+                    }
+                    None
+                }
+                Entry::WorkReceipt(r) => Some(r.job),
+                Entry::Settlement(s) => Some(s.job),
+                Entry::StorageShare(s) => Some(s.file),
+                Entry::Penalty(p) => p.job,
+                _ => None,
+            };
+            if let Some(job) = job
+                && !held.contains(&job)
+                && self.staking.job_gateways.get(&job) != Some(&e.signer)
+            {
+                return Err(EntryError::InBatch {
+                    index,
+                    error: Box::new(EntryError::NotJobHolder {
+                        job,
+                        gateway: e.signer,
+                    }),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn apply_gateway_batch(&mut self, e: &Envelope, ctx: &EntryCtx) -> Result<(), EntryError> {
         const KIND: &str = "gateway_batch";
         if !self.replicated() {
@@ -1835,6 +1916,12 @@ impl State {
             });
         }
         Ok(())
+    }
+
+    /// Uses `who`'s next sequence number `nonce` (a follower sealing a batch
+    /// whose entries it already applied; see `Ledger::open_follower`).
+    pub(crate) fn bump_nonce(&mut self, who: &Did, nonce: u64) -> Result<(), EntryError> {
+        self.use_nonce(who, nonce)
     }
 
     fn use_nonce(&mut self, who: &Did, nonce: u64) -> Result<(), EntryError> {

@@ -54,7 +54,7 @@ impl Net {
 fn batches(gw: &Ledger) -> Vec<Entry> {
     gw.inflight()
         .into_iter()
-        .map(|(_, b)| canonical::decode(&b).unwrap())
+        .map(|(_, b)| canonical::decode(b.as_slice()).unwrap())
         .collect()
 }
 

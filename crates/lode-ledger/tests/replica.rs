@@ -332,8 +332,27 @@ fn gateways_submit_in_signed_batches_and_only_the_holder_settles() {
     assert_eq!(r.state().job_gateway(&job), Some(gw_a.did()));
     assert_eq!(r.state().job_gateway(&other_job), Some(gw_b.did()));
 
-    // B cannot post receipts for A's job; a non-gateway cannot batch at all.
+    // The mempool's cheap admission says the same as applying would.
     let b2 = batch(&mut r, &gw_b, vec![rc.clone()]);
+    assert!(matches!(
+        r.admit(&b2).unwrap_err(),
+        lode_ledger::EntryError::InBatch { error, .. } if matches!(*error, lode_ledger::EntryError::NotJobHolder { .. })
+    ));
+    let a_ok = batch(&mut r, &gw_a, vec![rc.clone()]);
+    r.admit(&a_ok).unwrap();
+    let future = {
+        let m = lode_ledger::GatewayBatch {
+            chain: r.chain_id(),
+            entries: vec![rc.clone()],
+        };
+        let nonce = r.state().next_nonce(&gw_a.did()) + 1;
+        Entry::sign(&gw_a, nonce, 0, &m).unwrap()
+    };
+    assert!(matches!(
+        r.admit(&future).unwrap_err(),
+        lode_ledger::EntryError::BadNonce { expected, found, .. } if found == expected + 1
+    ));
+    // B cannot post receipts for A's job; a non-gateway cannot batch at all.
     let outsider = kp(97);
     let o1 = batch(&mut r, &outsider, vec![rc.clone()]);
     let a2 = batch(&mut r, &gw_a, vec![rc.clone()]);

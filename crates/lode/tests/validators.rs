@@ -226,7 +226,12 @@ impl Chain {
     }
 
     fn submit(&self, g: usize, units: usize, seed: u64) -> String {
-        let spec = sha256_spec(2, false);
+        self.submit_q(g, units, seed, 2)
+    }
+
+    /// A job of `units` sha256 units at `quorum` on gateway `g`.
+    fn submit_q(&self, g: usize, units: usize, seed: u64, quorum: u8) -> String {
+        let spec = sha256_spec(quorum, false);
         let wasm = std::fs::read(repo_root().join("examples/jobs/wasm/sha256.wasm")).unwrap();
         let inputs = inputs(units, seed)
             .into_iter()
@@ -429,7 +434,8 @@ fn a_replicated_chain_survives_killed_validators_and_gateways() {
     assert!(fees_before > 0, "earned on gateway 0");
     c.add_node(1, "shared");
     c.wait_nodes(1, 3);
-    let j5 = c.submit(1, 24, 5);
+    // Quorum 3 with its 3 nodes: the shared contributor runs every unit.
+    let j5 = c.submit_q(1, 24, 5, 3);
     c.wait_job(1, &j5);
     c.start_validator(3);
     wait_for(

@@ -32,12 +32,33 @@ use crate::state::Mark;
 use crate::store::{AppendBatch, BlockStore};
 use lode_proto::{Hash32, Keypair, canonical};
 use std::path::Path;
+use std::sync::Arc;
+
+/// A batch durable in the outbox and not yet in a committed block.
+#[derive(Debug, Clone)]
+struct InFlight {
+    nonce: u64,
+    batch: Entry,
+    /// Its canonical bytes (what goes to the validators), made once.
+    bytes: Arc<Vec<u8>>,
+}
+
+impl InFlight {
+    fn new(nonce: u64, batch: Entry) -> Result<InFlight, LedgerError> {
+        let bytes = Arc::new(canonical::encode(&batch)?);
+        Ok(InFlight {
+            nonce,
+            batch,
+            bytes,
+        })
+    }
+}
 
 /// Follower bookkeeping.
 #[derive(Debug)]
 pub(crate) struct Follow {
     /// Batches durable in the outbox and not yet in a committed block, by nonce.
-    inflight: Vec<(u64, Entry)>,
+    inflight: Vec<InFlight>,
     /// The state's mark after the in-flight batches (the open entries start here).
     pending_mark: Mark,
 }
@@ -98,11 +119,14 @@ impl Ledger {
         });
         let mut outbox = Vec::new();
         for (nonce, bytes) in l.store.outbox()? {
-            // A row that does not decode is dropped (and reported by the
-            // rebase below as nothing to re-apply): one bad record never
-            // stops a start.
+            // A row that does not decode is skipped: one bad record never
+            // stops a start (its nonce is taken again by the next batch).
             if let Ok(e) = canonical::decode::<Entry>(&bytes) {
-                outbox.push((nonce, e));
+                outbox.push(InFlight {
+                    nonce,
+                    batch: e,
+                    bytes: Arc::new(bytes),
+                });
             }
         }
         l.rebase(outbox, Vec::new(), Vec::new())?;
@@ -116,13 +140,8 @@ impl Ledger {
 
     /// This gateway's batches not yet seen in a committed block: (nonce,
     /// canonical entry bytes), in nonce order (what to send to validators).
-    pub fn inflight(&self) -> Vec<(u64, Vec<u8>)> {
-        self.follower.as_ref().map_or_else(Vec::new, |f| {
-            f.inflight
-                .iter()
-                .filter_map(|(n, e)| canonical::encode(e).ok().map(|b| (*n, b)))
-                .collect()
-        })
+    pub fn inflight(&self) -> Vec<(u64, Arc<Vec<u8>>)> {
+        self.inflight_from(0)
     }
 
     /// A number that grows whenever what was submitted before becomes
@@ -130,25 +149,27 @@ impl Ledger {
     /// nonce on a follower (kept across restarts by the chain and the outbox).
     /// An entry submitted when it was `m` is durable once it exceeds `m`.
     pub fn seal_mark(&self) -> u64 {
-        if self.follower.is_some() {
-            let me = self.producer.validator().did();
+        match &self.follower {
             // The open entries are not in a batch: count the batches only.
-            self.follower
-                .as_ref()
-                .and_then(|f| f.inflight.last().map(|(n, _)| n + 1))
-                .unwrap_or_else(|| self.producer.state().next_nonce(&me))
-        } else {
-            self.height()
+            Some(f) => f.inflight.last().map_or_else(
+                || {
+                    self.producer
+                        .state()
+                        .next_nonce(&self.producer.validator().did())
+                },
+                |b| b.nonce + 1,
+            ),
+            None => self.height(),
         }
     }
 
-    /// In-flight batches with a nonce of at least `from`.
-    pub fn inflight_from(&self, from: u64) -> Vec<(u64, Vec<u8>)> {
+    /// In-flight batches with a nonce of at least `from` (shared bytes: cheap).
+    pub fn inflight_from(&self, from: u64) -> Vec<(u64, Arc<Vec<u8>>)> {
         self.follower.as_ref().map_or_else(Vec::new, |f| {
             f.inflight
                 .iter()
-                .filter(|(n, _)| *n >= from)
-                .filter_map(|(n, e)| canonical::encode(e).ok().map(|b| (*n, b)))
+                .filter(|b| b.nonce >= from)
+                .map(|b| (b.nonce, b.bytes.clone()))
                 .collect()
         })
     }
@@ -168,6 +189,9 @@ impl Ledger {
         };
         if self.producer.pending_len() == 0 {
             return Ok(None);
+        }
+        if self.producer.pending_len() <= MAX_BATCH_ENTRIES {
+            return self.seal_one_batch(now_ms).map(Some);
         }
         let entries = self.producer.drain_pending(&f.pending_mark);
         let count = entries.len();
@@ -203,11 +227,11 @@ impl Ledger {
                         }
                     },
                 );
-            match written {
-                Ok(batch) => {
+            match written.and_then(|batch| InFlight::new(nonce, batch)) {
+                Ok(b) => {
                     let mark = self.producer.state().mark();
                     if let Some(f) = self.follower.as_mut() {
-                        f.inflight.push((nonce, batch));
+                        f.inflight.push(b);
                         f.pending_mark = mark;
                     }
                 }
@@ -234,6 +258,42 @@ impl Ledger {
             state_root: st.state_root(),
             epochs_closed: Vec::new(),
         }))
+    }
+
+    /// The open entries (at most one batch's worth) become one batch without
+    /// being applied again: they were applied as this gateway's when
+    /// submitted, so the batch only adds its nonce. On a failed write the
+    /// nonce is undone and the entries stay open.
+    fn seal_one_batch(&mut self, now_ms: u64) -> Result<super::SealedBlock, LedgerError> {
+        let key = self.producer.validator().clone();
+        let me = key.did();
+        let chain = self.producer.state().chain_id();
+        let nonce = self.producer.state().next_nonce(&me);
+        let entries = self.producer.pending_entries().to_vec();
+        let count = entries.len();
+        let batch = Entry::sign(&key, nonce, now_ms, &GatewayBatch { chain, entries })?;
+        let b = InFlight::new(nonce, batch)?;
+        let before = self.producer.state().mark();
+        self.producer.state_mut().bump_nonce(&me, nonce)?;
+        if let Err(e) = self.store.put_outbox(nonce, &b.bytes) {
+            self.producer.state_mut().rollback(&before);
+            return Err(e.into());
+        }
+        self.producer.forget_pending();
+        let mark = self.producer.state().mark();
+        if let Some(f) = self.follower.as_mut() {
+            f.inflight.push(b);
+            f.pending_mark = mark;
+        }
+        let st = self.producer.state();
+        Ok(super::SealedBlock {
+            height: st.height(),
+            hash: st.head_hash(),
+            timestamp_ms: now_ms,
+            entries: count,
+            state_root: st.state_root(),
+            epochs_closed: Vec::new(),
+        })
     }
 
     /// Applies the next block decided by the validators, after checking its
@@ -336,10 +396,11 @@ impl Ledger {
         let mut included = 0;
         let mut lost = Vec::new();
         let mut rest = Vec::new();
-        for (nonce, batch) in inflight {
-            match mine.iter().find(|(n, _)| *n == nonce) {
+        for b in inflight {
+            match mine.iter().find(|(n, _)| *n == b.nonce) {
                 Some((_, hash)) => {
-                    let same = batch
+                    let same = b
+                        .batch
                         .envelope()
                         .is_some_and(|env| Hash32::sha256(&env.payload) == *hash);
                     if same {
@@ -347,10 +408,10 @@ impl Ledger {
                     } else {
                         // The chain holds another batch under this nonce
                         // (one made before a rebase): ours was not included.
-                        lost.push(batch);
+                        lost.push(b.batch);
                     }
                 }
-                None => rest.push((nonce, batch)),
+                None => rest.push(b),
             }
         }
         let mut requeue = Vec::new();
@@ -372,7 +433,7 @@ impl Ledger {
     /// Returns the entries that no longer apply.
     fn rebase(
         &mut self,
-        inflight: Vec<(u64, Entry)>,
+        inflight: Vec<InFlight>,
         requeue: Vec<Entry>,
         pending: Vec<Entry>,
     ) -> Result<Vec<(Entry, EntryError)>, LedgerError> {
@@ -380,16 +441,16 @@ impl Ledger {
         let mut kept = Vec::new();
         let mut again = Vec::new();
         let chain_next = self.producer.state().next_nonce(&me);
-        for (nonce, batch) in inflight {
-            if nonce < chain_next {
+        for b in inflight {
+            if b.nonce < chain_next {
                 // On the chain already (a restart after it was included).
                 continue;
             }
             let next = self.producer.state().next_nonce(&me);
-            if again.is_empty() && nonce == next && self.producer.apply_batch(&batch).is_ok() {
-                kept.push((nonce, batch));
+            if again.is_empty() && b.nonce == next && self.producer.apply_batch(&b.batch).is_ok() {
+                kept.push(b);
             } else {
-                again.extend(batch_entries(&batch));
+                again.extend(batch_entries(&b.batch));
             }
         }
         let mark = self.producer.state().mark();

@@ -131,7 +131,7 @@ async fn submit(State(api): State<Api>, body: Bytes) -> Response {
     }
     // Validate before queueing: it must apply on the head (or wait for a
     // predecessor of the same signer).
-    let trial = api.shared.replica().trial(&entry);
+    let trial = api.shared.replica().admit(&entry);
     if let Err(e) = &trial
         && !may_apply_later(e)
     {

@@ -448,7 +448,7 @@ fn a_replicated_chain_survives_killed_validators_and_gateways() {
     );
     wait_for(
         "fees from gateway 1 in the shared account",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || {
             let v: serde_json::Value = c
                 .client(0)

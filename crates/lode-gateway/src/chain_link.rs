@@ -203,6 +203,9 @@ fn submit(app: App, v: Validators, http: reqwest::blocking::Client, stop: Arc<At
                     .send();
                 match r {
                     Ok(resp) if resp.status().is_success() => taken = true,
+                    // Its nonce is used: the chain has it (the next block
+                    // here shows it) or passed it (then the rebase re-sends).
+                    Ok(resp) if resp.status() == reqwest::StatusCode::CONFLICT => taken = true,
                     Ok(resp) if resp.status().is_client_error() => {
                         // Refused (e.g. no longer applies): the next block
                         // shows whether the chain passed it; do not hammer.

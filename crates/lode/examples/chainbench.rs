@@ -45,8 +45,28 @@ fn key(path: &Path) -> KeyFile {
 }
 
 struct Validators {
-    _procs: Vec<Kill>,
+    procs: Vec<Kill>,
     urls: Vec<String>,
+}
+
+impl Validators {
+    /// CPU seconds the validator processes have used so far.
+    fn cpu_s(&self) -> f64 {
+        self.procs.iter().map(|p| cpu_s(p.0.id())).sum()
+    }
+}
+
+/// CPU seconds (user + system) of a process, from /proc (0 if unknown).
+fn cpu_s(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Writes a replicated genesis and starts the validators.
@@ -124,13 +144,7 @@ fn start_validators(
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    (
-        Validators {
-            _procs: procs,
-            urls,
-        },
-        genesis,
-    )
+    (Validators { procs, urls }, genesis)
 }
 
 fn status(http: &reqwest::blocking::Client, url: &str) -> serde_json::Value {
@@ -229,22 +243,22 @@ fn ordering(bin: &Path, dir: &Path, batches: usize, per_batch: usize) {
     };
     committed(1);
     // Prepare every batch first (signing is the gateway's cost, not ordering's).
+    let receipt = |unit: u64| {
+        let node = nodes[unit as usize % nodes.len()].did();
+        Entry::WorkReceipt(WorkReceipt {
+            job,
+            unit,
+            node,
+            kind: ContributionKind::Fuel,
+            amount: 1_000,
+            result: Hash32::sha256(&unit.to_be_bytes()),
+            quorum: vec![node],
+        })
+    };
     let prepared: Vec<Vec<u8>> = (0..batches)
         .map(|b| {
             let entries = (0..per_batch)
-                .map(|i| {
-                    let unit = (b * per_batch + i) as u64;
-                    let node = nodes[unit as usize % nodes.len()].did();
-                    Entry::WorkReceipt(WorkReceipt {
-                        job,
-                        unit,
-                        node,
-                        kind: ContributionKind::Fuel,
-                        amount: 1_000,
-                        result: Hash32::sha256(&unit.to_be_bytes()),
-                        quorum: vec![node],
-                    })
-                })
+                .map(|i| receipt((b * per_batch + i) as u64))
                 .collect();
             batch(b as u64 + 1, entries)
         })
@@ -308,6 +322,19 @@ fn ordering(bin: &Path, dir: &Path, batches: usize, per_batch: usize) {
     lat.sort_by(|a, b| a.total_cmp(b));
     let h1 = status(&http, &v.urls[0])["height"].as_u64().unwrap_or(0);
     let receipts = batches * per_batch;
+    // Latency without a queue: one small batch at a time, each waited for.
+    let mut quiet = Vec::new();
+    let base = (batches * per_batch) as u64;
+    for k in 0..30u64 {
+        let nonce = batches as u64 + 1 + k;
+        let entries = (0..100u64).map(|i| receipt(base + k * 100 + i)).collect();
+        let b = batch(nonce, entries);
+        let t = Instant::now();
+        post(&b);
+        committed(nonce + 1);
+        quiet.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    quiet.sort_by(|a, b| a.total_cmp(b));
     println!(
         "ordering: {VALIDATORS} validators, {batches} batches × {per_batch} receipts ({:.1} MB): {:.0} receipts/s finalized ({:.2} s, {} blocks); submit→commit per batch p50 {:.0} ms, p99 {:.0} ms",
         bytes as f64 / 1e6,
@@ -316,6 +343,11 @@ fn ordering(bin: &Path, dir: &Path, batches: usize, per_batch: usize) {
         h1.saturating_sub(h0),
         percentile(&lat, 50),
         percentile(&lat, 99),
+    );
+    println!(
+        "finality: one 100-receipt batch at a time, submit→commit p50 {:.0} ms, p99 {:.0} ms (30 batches)",
+        percentile(&quiet, 50),
+        percentile(&quiet, 99),
     );
 }
 
@@ -326,8 +358,9 @@ fn hello_spec() -> JobSpec {
     .expect("spec")
 }
 
-/// Runs `units` hello units through the gateway at `url`; returns units/s.
-fn run_units(url: &str, requester: &KeyFile, units: usize) -> f64 {
+/// Runs `units` hello units through the gateway at `url`; returns units/s
+/// and the wall time.
+fn run_units(url: &str, requester: &KeyFile, units: usize) -> (f64, f64) {
     let client = Client::new(url).expect("client");
     let key = &requester.keypair;
     let wasm = std::fs::read(root().join("examples/jobs/wasm/hello.wasm")).expect("hello.wasm");
@@ -346,7 +379,8 @@ fn run_units(url: &str, requester: &KeyFile, units: usize) -> f64 {
         .wait(&v.job, Duration::from_millis(5), Duration::from_secs(600))
         .expect("wait");
     assert_eq!(v.completed as usize, units, "{v:?}");
-    units as f64 / t.elapsed().as_secs_f64()
+    let wall = t.elapsed().as_secs_f64();
+    (units as f64 / wall, wall)
 }
 
 /// Part 2: end-to-end units/s, single validator vs 4 validators.
@@ -363,7 +397,7 @@ fn end_to_end(bin: &Path, dir: &Path, nodes: usize, units: usize) {
             .map(|i| start_node(bin, &d, &url, i, &[]).0)
             .collect();
         wait_nodes(&Client::new(&url).expect("client"), nodes);
-        run_units(&url, &requester, units)
+        run_units(&url, &requester, units).0
     };
     // Replicated chain: the same, with the gateway a client of 4 validators.
     let replicated = {
@@ -389,11 +423,15 @@ fn end_to_end(bin: &Path, dir: &Path, nodes: usize, units: usize) {
             .map(|i| start_node(bin, &d, &url, i, &[]).0)
             .collect();
         wait_nodes(&Client::new(&url).expect("client"), nodes);
-        run_units(&url, &requester, units)
+        let cpu0 = v.cpu_s();
+        let (rate, wall) = run_units(&url, &requester, units);
+        (rate, (v.cpu_s() - cpu0) / wall)
     };
+    let (replicated, validator_cores) = replicated;
     println!(
-        "end to end: {units} hello units, quorum 1, {nodes} nodes: single validator {single:.0} units/s, {VALIDATORS} validators {replicated:.0} units/s ({:.0}% of single)",
-        replicated / single * 100.0
+        "end to end: {units} hello units, quorum 1, {nodes} nodes: single validator {single:.0} units/s, {VALIDATORS} validators {replicated:.0} units/s ({:.0}% of single); the validators used {validator_cores:.2} of this machine's {} cores meanwhile",
+        replicated / single * 100.0,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 }
 

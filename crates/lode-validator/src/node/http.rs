@@ -3,7 +3,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `POST /v1/mempool` | one entry's canonical bytes (a gateway's signed batch, or any signed account entry); 202 queued, 200 already queued, 400 with a typed error, 503 full |
+//! | `POST /v1/mempool` | one entry's canonical bytes (a gateway's signed batch, or any signed account entry); 202 queued, 200 already queued, 409 `stale_nonce` (its sequence number is used: usually it was just included), 400 with a typed error, 503 full |
 //! | `GET /v1/ledger/raw?from=&limit=&wait_ms=` | committed blocks with their certificates (`lode_ledger::raw` frames, `X-Lode-Head`); with `wait_ms` a request past the head waits for the next block |
 //! | `GET /v1/status` | chain, head, validators (power, last signed height), mempool, finality latency, recent blocks and their signers, equivocations seen |
 //! | `GET /v1/ledger/info` | head, state root, epoch, supply |
@@ -135,6 +135,15 @@ async fn submit(State(api): State<Api>, body: Bytes) -> Response {
     if let Err(e) = &trial
         && !may_apply_later(e)
     {
+        // A sequence number already used: usually this very entry, included
+        // since it was sent (a gateway sends to every validator).
+        if let EntryError::BadNonce {
+            expected, found, ..
+        } = e
+            && found < expected
+        {
+            return error(StatusCode::CONFLICT, "stale_nonce", e);
+        }
         return error(StatusCode::BAD_REQUEST, entry_error_code(e), e);
     }
     let added = api.shared.mempool().add(hash, entry, body.len());

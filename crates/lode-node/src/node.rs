@@ -448,7 +448,12 @@ impl EventLoop {
                     // Nothing more to wait for from a long poll: give its batch another
                     // way out. One already answered is kept: the loop reads its answer
                     // next (aborting it would lose that answer and send the batch twice).
-                    if self.long.as_ref().is_some_and(|f| !f.handle.is_finished())
+                    // So is one carrying reports: a gateway answers those at once, and
+                    // aborting it in flight would lose the answer just the same.
+                    if self
+                        .long
+                        .as_ref()
+                        .is_some_and(|f| !f.handle.is_finished() && f.batch.reports.is_empty())
                         && let Some(f) = self.long.take()
                     {
                         f.handle.abort();

@@ -77,6 +77,17 @@ impl Block {
         self.header.hash()
     }
 
+    /// The epochs this block closes.
+    pub fn epochs_closed(&self) -> Vec<u64> {
+        self.entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::EpochClose(c) => Some(c.epoch),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether the signature is the header validator's over the block hash.
     pub fn signature_valid(&self) -> bool {
         self.header

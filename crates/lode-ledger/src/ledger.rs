@@ -227,17 +227,7 @@ impl Ledger {
         validator: Keypair,
         config: LedgerConfig,
     ) -> Result<Ledger, LedgerError> {
-        let (mut producer, block) = Producer::genesis(genesis, validator)?;
-        let events = producer.state_mut().take_events();
-        let store = BlockStore::create(dir)?;
-        store.append(&AppendBatch {
-            height: 0,
-            block: &block.to_bytes()?,
-            events: &events,
-            claims: &[],
-            certificate: None,
-        })?;
-        store.put_snapshot(0, &snapshot_bytes(producer.state())?, config.keep_snapshots)?;
+        let (store, producer) = create_chain(dir, genesis, validator, &config)?;
         Ok(Self::assemble(
             store,
             producer,
@@ -400,20 +390,13 @@ impl Ledger {
             state_root: h.state_root,
             epochs_closed,
         };
-        let due = sealed.height.saturating_sub(self.last_snapshot)
-            >= self.config.snapshot_every_blocks
-            || !sealed.epochs_closed.is_empty();
-        if due {
-            // Best effort: a missing snapshot only lengthens the next open.
-            if let Ok(bytes) = snapshot_bytes(self.state())
-                && self
-                    .store
-                    .put_snapshot(sealed.height, &bytes, self.config.keep_snapshots)
-                    .is_ok()
-            {
-                self.last_snapshot = sealed.height;
-            }
-        }
+        snapshot_if_due(
+            &self.store,
+            self.producer.state(),
+            &sealed,
+            &self.config,
+            &mut self.last_snapshot,
+        );
         Ok(Some(sealed))
     }
 
@@ -462,6 +445,50 @@ impl Ledger {
     /// The underlying store (for tooling).
     pub fn store(&self) -> &BlockStore {
         &self.store
+    }
+}
+
+/// Writes block 0 of a new chain from `genesis` (and a snapshot of it) into
+/// a new store in `dir`; the producer continues from it.
+pub(crate) fn create_chain(
+    dir: &Path,
+    genesis: &Genesis,
+    key: Keypair,
+    config: &LedgerConfig,
+) -> Result<(BlockStore, Producer), LedgerError> {
+    let (mut producer, block) = Producer::genesis(genesis, key)?;
+    let events = producer.state_mut().take_events();
+    let store = BlockStore::create(dir)?;
+    store.append(&AppendBatch {
+        height: 0,
+        block: &block.to_bytes()?,
+        events: &events,
+        claims: &[],
+        certificate: None,
+    })?;
+    store.put_snapshot(0, &snapshot_bytes(producer.state())?, config.keep_snapshots)?;
+    Ok((store, producer))
+}
+
+/// After `sealed` became the head: a snapshot every `snapshot_every_blocks`
+/// and after every epoch close. Best effort: a missing snapshot only
+/// lengthens the next open.
+pub(crate) fn snapshot_if_due(
+    store: &BlockStore,
+    state: &State,
+    sealed: &SealedBlock,
+    config: &LedgerConfig,
+    last_snapshot: &mut u64,
+) {
+    let due = sealed.height.saturating_sub(*last_snapshot) >= config.snapshot_every_blocks
+        || !sealed.epochs_closed.is_empty();
+    if due
+        && let Ok(bytes) = snapshot_bytes(state)
+        && store
+            .put_snapshot(sealed.height, &bytes, config.keep_snapshots)
+            .is_ok()
+    {
+        *last_snapshot = sealed.height;
     }
 }
 

@@ -25,8 +25,8 @@ use crate::entry::Entry;
 use crate::error::EntryError;
 use crate::genesis::Genesis;
 use crate::ledger::{
-    ClaimProof, LedgerConfig, LedgerError, OpenReport, SealedBlock, claim_proof, load_state,
-    read_block, snapshot_bytes,
+    ClaimProof, LedgerConfig, LedgerError, OpenReport, SealedBlock, claim_proof, create_chain,
+    load_state, read_block, snapshot_if_due,
 };
 use crate::producer::{Prepared, ProduceError, Producer, Staged, complete_genesis};
 use crate::state::State;
@@ -132,21 +132,7 @@ impl Replica {
         if genesis.consensus.is_none() {
             return Err(ReplicaError::NotReplicated);
         }
-        let (mut producer, block) = Producer::genesis(genesis, key)?;
-        let events = producer.state_mut().take_events();
-        let store = BlockStore::create(dir).map_err(LedgerError::from)?;
-        store
-            .append(&AppendBatch {
-                height: 0,
-                block: &block.to_bytes().map_err(LedgerError::from)?,
-                events: &events,
-                claims: &[],
-                certificate: None,
-            })
-            .map_err(LedgerError::from)?;
-        store
-            .put_snapshot(0, &snapshot_bytes(producer.state())?, config.keep_snapshots)
-            .map_err(LedgerError::from)?;
+        let (store, producer) = create_chain(dir, genesis, key, &config)?;
         Self::assemble(store, producer, config, OpenReport::default())
     }
 
@@ -394,15 +380,7 @@ impl Replica {
                 (self.producer.commit(*p), closed)
             }
             Stage::Other(s) => {
-                let closed = s
-                    .block
-                    .entries
-                    .iter()
-                    .filter_map(|e| match e {
-                        Entry::EpochClose(c) => Some(c.epoch),
-                        _ => None,
-                    })
-                    .collect();
+                let closed = s.block.epochs_closed();
                 (self.producer.finish(*s), closed)
             }
         };
@@ -417,17 +395,13 @@ impl Replica {
             state_root: h.state_root,
             epochs_closed,
         };
-        let due = height.saturating_sub(self.last_snapshot) >= self.config.snapshot_every_blocks
-            || !sealed.epochs_closed.is_empty();
-        if due
-            && let Ok(b) = snapshot_bytes(self.producer.state())
-            && self
-                .store
-                .put_snapshot(height, &b, self.config.keep_snapshots)
-                .is_ok()
-        {
-            self.last_snapshot = height;
-        }
+        snapshot_if_due(
+            &self.store,
+            self.producer.state(),
+            &sealed,
+            &self.config,
+            &mut self.last_snapshot,
+        );
         Ok(sealed)
     }
 

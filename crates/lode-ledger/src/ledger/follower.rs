@@ -21,7 +21,9 @@
 //! applies, is dropped and its entries are queued again one by one (those that
 //! still apply go into the next batch; the others are reported).
 
-use super::{Ledger, LedgerConfig, LedgerError, OpenReport, load_state, snapshot_bytes};
+use super::{
+    Ledger, LedgerConfig, LedgerError, OpenReport, create_chain, load_state, snapshot_if_due,
+};
 use crate::block::Block;
 use crate::consensus::CommitCertificate;
 use crate::entry::{Entry, GatewayBatch, MAX_BATCH_ENTRIES};
@@ -98,17 +100,7 @@ impl Ledger {
             }
             (store, Producer::resume(state, key)?, report)
         } else {
-            let (mut producer, block) = Producer::genesis(&g, key)?;
-            let events = producer.state_mut().take_events();
-            let store = BlockStore::create(dir)?;
-            store.append(&AppendBatch {
-                height: 0,
-                block: &block.to_bytes()?,
-                events: &events,
-                claims: &[],
-                certificate: None,
-            })?;
-            store.put_snapshot(0, &snapshot_bytes(producer.state())?, config.keep_snapshots)?;
+            let (store, producer) = create_chain(dir, &g, key, &config)?;
             (store, producer, OpenReport::default())
         };
         let mut l = Self::assemble(store, producer, config, report);
@@ -362,15 +354,7 @@ impl Ledger {
                 _ => None,
             })
             .collect();
-        let epochs_closed: Vec<u64> = staged
-            .block
-            .entries
-            .iter()
-            .filter_map(|e| match e {
-                Entry::EpochClose(c) => Some(c.epoch),
-                _ => None,
-            })
-            .collect();
+        let epochs_closed = staged.block.epochs_closed();
         let block = self.producer.finish(staged);
         let h = &block.header;
         let sealed = super::SealedBlock {
@@ -381,17 +365,13 @@ impl Ledger {
             state_root: h.state_root,
             epochs_closed,
         };
-        let due = height.saturating_sub(self.last_snapshot) >= self.config.snapshot_every_blocks
-            || !sealed.epochs_closed.is_empty();
-        if due
-            && let Ok(b) = snapshot_bytes(self.producer.state())
-            && self
-                .store
-                .put_snapshot(height, &b, self.config.keep_snapshots)
-                .is_ok()
-        {
-            self.last_snapshot = height;
-        }
+        snapshot_if_due(
+            &self.store,
+            self.producer.state(),
+            &sealed,
+            &self.config,
+            &mut self.last_snapshot,
+        );
         // Which of this gateway's batches the block settled.
         let mut included = 0;
         let mut lost = Vec::new();

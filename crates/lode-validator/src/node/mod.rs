@@ -275,21 +275,18 @@ impl App for LedgerApp {
         bytes: &[u8],
         cert: CommitCertificate,
     ) -> Result<(), AppError> {
-        let (sealed, decoded, set) = {
+        let (sealed, set) = {
             let mut r = self.shared.replica();
             if r.height() >= height {
                 return Ok(());
             }
             let set = r.validator_set().clone();
             let sealed = r.commit(block, Some(bytes), &cert).map_err(app_err)?;
-            let decoded = r.block(height).map_err(app_err)?;
-            (sealed, decoded, set)
+            (sealed, set)
         };
-        let Some(decoded) = decoded else {
-            return Err(AppError::Other(format!(
-                "block {height} missing after commit"
-            )));
-        };
+        // The committed block is these bytes (its hash was checked).
+        let decoded =
+            lode_ledger::Block::from_bytes(bytes).map_err(|e| AppError::Other(e.to_string()))?;
         let hashes: Vec<Hash32> = decoded
             .entries
             .iter()

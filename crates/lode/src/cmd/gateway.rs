@@ -225,9 +225,28 @@ pub fn resolve_genesis(
     Ok(g)
 }
 
+/// Resolves on SIGINT or SIGTERM (a service's clean stop).
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
 pub fn init_tracing() {
+    init_tracing_default("info");
+}
+
+/// Logs to stderr, filtered by `RUST_LOG`, else by `default`.
+pub fn init_tracing_default(default: &str) {
     let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -272,19 +291,7 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode> {
     cfg.validators = args.validators.clone();
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
-        let shutdown = async {
-            let ctrl_c = tokio::signal::ctrl_c();
-            #[cfg(unix)]
-            {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("install SIGTERM handler");
-                tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
-            }
-            #[cfg(not(unix))]
-            let _ = ctrl_c.await;
-            tracing::info!("shutting down");
-        };
+        let shutdown = shutdown_signal();
         lode_gateway::serve(cfg, shutdown, |addr| {
             // Machine-readable line for scripts and tests.
             println!("listening on http://{addr}");

@@ -178,13 +178,9 @@ fn load_genesis(data_dir: &Path, file: Option<&Path>) -> Result<Genesis> {
 
 fn run_validator(a: RunArgs) -> Result<ExitCode> {
     // The engine's own progress lines are many; its warnings stay.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        "info,arc_malachitebft_core_consensus=warn,arc_malachitebft=warn,libp2p=warn".into()
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    super::gateway::init_tracing_default(
+        "info,arc_malachitebft_core_consensus=warn,arc_malachitebft=warn,libp2p=warn",
+    );
     let genesis = load_genesis(&a.data_dir, a.genesis.as_deref())?;
     let key = KeyFile::load(&a.key)
         .with_context(|| format!("key {}", a.key.display()))?
@@ -202,19 +198,7 @@ fn run_validator(a: RunArgs) -> Result<ExitCode> {
     cfg.test_equivocate = a.test_equivocate;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
-        let shutdown = async {
-            let ctrl_c = tokio::signal::ctrl_c();
-            #[cfg(unix)]
-            {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("install SIGTERM handler");
-                tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
-            }
-            #[cfg(not(unix))]
-            let _ = ctrl_c.await;
-            tracing::info!("shutting down");
-        };
+        let shutdown = super::gateway::shutdown_signal();
         lode_validator::node::run(cfg, shutdown, |addr| {
             // Machine-readable line for scripts and tests.
             println!("listening on http://{addr}");
